@@ -1,0 +1,79 @@
+//! Time, injected: verification code never reads the system clock directly.
+//!
+//! The [`Verifier`](crate::Verifier) asks its [`Clock`] for the current Unix
+//! time when it checks a signed timestamp. Production uses [`SystemClock`];
+//! tests use [`FixedClock`] to replay a provider's published vector at the
+//! moment it was signed.
+//!
+//! ```
+//! use webhook_guard::{Clock, FixedClock};
+//!
+//! let clock = FixedClock::new(1_531_420_618);
+//! assert_eq!(clock.now_unix(), 1_531_420_618);
+//! clock.advance(301);
+//! assert_eq!(clock.now_unix(), 1_531_420_919);
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// A source of the current time, in whole seconds since the Unix epoch.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time, in seconds since 1970-01-01T00:00:00Z.
+    fn now_unix(&self) -> i64;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_unix(&self) -> i64 {
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+}
+
+/// A clock that stands still until told to move; for tests.
+#[derive(Default)]
+pub struct FixedClock {
+    now: AtomicI64,
+}
+
+impl FixedClock {
+    /// A clock showing `unix_seconds`.
+    pub fn new(unix_seconds: i64) -> Self {
+        Self {
+            now: AtomicI64::new(unix_seconds),
+        }
+    }
+
+    /// Sets the time.
+    pub fn set(&self, unix_seconds: i64) {
+        self.now.store(unix_seconds, Ordering::SeqCst);
+    }
+
+    /// Moves the time by `seconds` (negative moves it back), saturating.
+    pub fn advance(&self, seconds: i64) {
+        let _ = self.now.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+            Some(now.saturating_add(seconds))
+        });
+    }
+}
+
+impl Clock for FixedClock {
+    fn now_unix(&self) -> i64 {
+        self.now.load(Ordering::SeqCst)
+    }
+}
+
+impl fmt::Debug for FixedClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("FixedClock").field(&self.now_unix()).finish()
+    }
+}
+
+impl<C: Clock> Clock for std::sync::Arc<C> {
+    fn now_unix(&self) -> i64 {
+        (**self).now_unix()
+    }
+}

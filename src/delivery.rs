@@ -1,0 +1,237 @@
+//! The verified delivery handed to your handler.
+//!
+//! After the layer has verified a request it puts a [`VerifiedWebhook`] in
+//! the request's extensions; take it as an axum extractor. The request body
+//! is the very same bytes ([`VerifiedWebhook::body`] shares their buffer),
+//! so `Bytes`, `String` or `Json` extractors work too.
+//!
+//! ```
+//! use axum::http::StatusCode;
+//! use webhook_guard::VerifiedWebhook;
+//!
+//! async fn handle(hook: VerifiedWebhook) -> Result<StatusCode, webhook_guard::Rejection> {
+//!     let event: serde_json::Value = hook.json()?;
+//!     tracing::info!(
+//!         provider = %hook.provider(),
+//!         id = hook.delivery_id(),
+//!         kind = hook.event_type(),
+//!         secret = hook.secret_index(),
+//!         "verified {} bytes", hook.body().len()
+//!     );
+//!     let _ = event;
+//!     Ok(StatusCode::NO_CONTENT)
+//! }
+//! ```
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::scheme::{BodyFields, BodyFieldsFn, Field, Parsed};
+use crate::{Provider, Rejection, RejectionKind, Scheme};
+
+/// A request whose signature has been verified. Cheap to clone.
+#[derive(Clone)]
+pub struct VerifiedWebhook {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    provider: Provider,
+    id: Source,
+    event_type: Source,
+    timestamp: Option<i64>,
+    secret_index: usize,
+    secret_label: Option<Arc<str>>,
+    form: bool,
+    body: Bytes,
+    body_fields: Option<BodyFieldsFn>,
+    from_body: OnceLock<BodyFields>,
+}
+
+enum Source {
+    Absent,
+    Header(HeaderValue),
+    Body,
+}
+
+impl Source {
+    fn from(field: Field<'_>) -> Self {
+        match field {
+            Field::Absent => Self::Absent,
+            Field::Header(v) => Self::Header(v.clone()),
+            Field::Body => Self::Body,
+        }
+    }
+}
+
+impl VerifiedWebhook {
+    pub(crate) fn new(
+        scheme: &Scheme,
+        parsed: &Parsed<'_>,
+        headers: &HeaderMap,
+        secret_index: usize,
+        secret_label: Option<Arc<str>>,
+        body: Bytes,
+    ) -> Self {
+        let form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        Self {
+            inner: Arc::new(Inner {
+                provider: scheme.provider().clone(),
+                id: Source::from(parsed.id),
+                event_type: Source::from(parsed.event_type),
+                timestamp: parsed.timestamp,
+                secret_index,
+                secret_label,
+                form,
+                body,
+                body_fields: scheme.body_fields(),
+                from_body: OnceLock::new(),
+            }),
+        }
+    }
+
+    fn body_fields(&self) -> &BodyFields {
+        self.inner.from_body.get_or_init(|| match self.inner.body_fields {
+            Some(read) => read(&self.inner.body, self.inner.form),
+            None => BodyFields::default(),
+        })
+    }
+
+    fn field<'a>(&'a self, source: &'a Source, pick: fn(&BodyFields) -> Option<&str>) -> Option<&'a str> {
+        match source {
+            Source::Absent => None,
+            Source::Header(v) => v.to_str().ok(),
+            Source::Body => pick(self.body_fields()),
+        }
+    }
+
+    /// Who sent it.
+    pub fn provider(&self) -> &Provider {
+        &self.inner.provider
+    }
+
+    /// The delivery id the provider shows in its dashboard: Stripe's event
+    /// `id`, `X-GitHub-Delivery`, `webhook-id`, Slack's `event_id`,
+    /// `X-Shopify-Webhook-Id`, or a custom scheme's id header.
+    ///
+    /// For GitHub and Shopify this header is **not signed**: use it for
+    /// logs, not for deduplication. Ids read from the body are parsed on
+    /// first use.
+    pub fn delivery_id(&self) -> Option<&str> {
+        self.field(&self.inner.id, |f| f.id.as_deref())
+    }
+
+    /// The event type, when the scheme knows it: Stripe's and Standard
+    /// Webhooks' body `type`, `X-GitHub-Event`, Slack's body `type` (or the
+    /// form's `command`, or `interactive`), `X-Shopify-Topic`.
+    pub fn event_type(&self) -> Option<&str> {
+        self.field(&self.inner.event_type, |f| f.event_type.as_deref())
+    }
+
+    /// The signed timestamp, in Unix seconds, for timestamped schemes.
+    pub fn timestamp_unix(&self) -> Option<i64> {
+        self.inner.timestamp
+    }
+
+    /// The signed timestamp, for timestamped schemes.
+    pub fn timestamp(&self) -> Option<time::OffsetDateTime> {
+        self.inner
+            .timestamp
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+    }
+
+    /// Position (0-based, in the order they were added) of the secret
+    /// whose signature matched. Never the secret itself.
+    pub fn secret_index(&self) -> usize {
+        self.inner.secret_index
+    }
+
+    /// Label of the secret that matched, if it was added with
+    /// [`Secret::labeled`](crate::Secret::labeled).
+    pub fn secret_label(&self) -> Option<&str> {
+        self.inner.secret_label.as_deref()
+    }
+
+    /// Whether the body was sent as `application/x-www-form-urlencoded`
+    /// (Slack slash commands and interactivity).
+    pub fn is_form_encoded(&self) -> bool {
+        self.inner.form
+    }
+
+    /// The exact bytes that were verified.
+    pub fn body(&self) -> &Bytes {
+        &self.inner.body
+    }
+
+    /// Deserializes the verified body as JSON.
+    ///
+    /// # Errors
+    ///
+    /// A [`RejectionKind::InvalidJson`] rejection (400) if it is not JSON
+    /// of that shape. The message does not echo the body.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Rejection> {
+        serde_json::from_slice(&self.inner.body).map_err(|e| {
+            let detail = format!(
+                "the verified body is not valid JSON ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            )
+            .to_lowercase();
+            Rejection::new(RejectionKind::InvalidJson, detail).with_provider(&self.inner.provider)
+        })
+    }
+}
+
+impl fmt::Debug for VerifiedWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedWebhook")
+            .field("provider", &self.inner.provider)
+            .field("delivery_id", &self.delivery_id())
+            .field("event_type", &self.event_type())
+            .field("timestamp", &self.inner.timestamp)
+            .field("secret_index", &self.inner.secret_index)
+            .field("body_len", &self.inner.body.len())
+            .finish()
+    }
+}
+
+/// The extractor's error: the route is not behind a
+/// [`VerifyWebhookLayer`](crate::VerifyWebhookLayer). This is a server
+/// configuration mistake, answered with 500.
+#[derive(Debug, Clone, Copy)]
+pub struct MissingVerification;
+
+impl fmt::Display for MissingVerification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("this route is not behind a VerifyWebhookLayer")
+    }
+}
+
+impl std::error::Error for MissingVerification {}
+
+impl IntoResponse for MissingVerification {
+    fn into_response(self) -> Response {
+        tracing::error!(target: "webhook_guard", "VerifiedWebhook extracted on a route without VerifyWebhookLayer");
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for VerifiedWebhook {
+    type Rejection = MissingVerification;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Self>().cloned().ok_or(MissingVerification)
+    }
+}

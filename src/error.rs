@@ -1,0 +1,68 @@
+//! Configuration errors, raised when a [`Verifier`](crate::Verifier) is built.
+//!
+//! Bad configuration fails at start-up, never as a silent pass at request
+//! time. Per-request failures are [`Rejection`](crate::Rejection)s instead.
+
+use std::fmt;
+
+/// Why a [`Verifier`](crate::Verifier) or a [`Scheme`](crate::Scheme) could
+/// not be built.
+///
+/// The message never contains a secret: secrets are referred to by their
+/// position (0-based) in the order they were added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No secret was configured.
+    NoSecrets,
+    /// The secret at this position is empty or only whitespace.
+    EmptySecret {
+        /// Position of the secret, in the order it was added (0-based).
+        index: usize,
+    },
+    /// The secret at this position starts or ends with whitespace, which is
+    /// almost always a copy-paste or `.env` accident and would make every
+    /// signature fail.
+    SecretHasSurroundingWhitespace {
+        /// Position of the secret, in the order it was added (0-based).
+        index: usize,
+    },
+    /// The secret at this position is not in the encoding the scheme needs
+    /// (for Standard Webhooks: `whsec_` followed by standard base64).
+    InvalidSecretEncoding {
+        /// Position of the secret, in the order it was added (0-based).
+        index: usize,
+        /// What is wrong with it, without quoting it.
+        reason: &'static str,
+    },
+    /// The timestamp tolerance is zero: every timestamped delivery would be
+    /// rejected.
+    ZeroTolerance,
+    /// The body limit is zero.
+    ZeroBodyLimit,
+    /// A custom scheme's description is inconsistent.
+    InvalidScheme {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSecrets => f.write_str("no secret is configured"),
+            Self::EmptySecret { index } => write!(f, "secret #{index} is empty"),
+            Self::SecretHasSurroundingWhitespace { index } => {
+                write!(f, "secret #{index} starts or ends with whitespace")
+            }
+            Self::InvalidSecretEncoding { index, reason } => {
+                write!(f, "secret #{index} is not valid: {reason}")
+            }
+            Self::ZeroTolerance => f.write_str("the timestamp tolerance must be greater than zero"),
+            Self::ZeroBodyLimit => f.write_str("the body limit must be greater than zero"),
+            Self::InvalidScheme { reason } => write!(f, "invalid scheme: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,27 @@
+#![doc = include_str!("../docs/crate.md")]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod body;
+mod clock;
+mod delivery;
+mod error;
+pub mod manual;
+mod rejection;
+pub mod scheme;
+mod secret;
+#[cfg(feature = "test-util")]
+pub mod test_util;
+mod timestamp;
+mod verify;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use delivery::{MissingVerification, VerifiedWebhook};
+pub use error::ConfigError;
+pub use rejection::{Rejection, RejectionKind, TimestampContext};
+pub use scheme::{CustomScheme, CustomSchemeBuilder, Provider, Scheme, SignatureEncoding, SignedPiece};
+pub use secret::Secret;
+pub use verify::{
+    ResponseFuture, Verifier, VerifierBuilder, VerifyWebhook, VerifyWebhookLayer, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_TOLERANCE,
+};

@@ -1,0 +1,2 @@
+//! The user manual: threat model, promises and layer order.
+#![doc = include_str!("../docs/manual.md")]

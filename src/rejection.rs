@@ -1,0 +1,364 @@
+//! Per-request rejections and the one table that maps them to HTTP.
+//!
+//! Every request the [`Verifier`](crate::Verifier) refuses becomes a
+//! [`Rejection`]: an opaque value with a [`RejectionKind`] and context
+//! getters. By default it is answered as an RFC 9457
+//! `application/problem+json` document:
+//!
+//! ```json
+//! {"type":"tag:webhook-guard,2026:reason/signature_mismatch",
+//!  "title":"Signature mismatch","status":401,
+//!  "detail":"no signature in Stripe-Signature matches any configured secret",
+//!  "reason":"signature_mismatch","provider":"stripe"}
+//! ```
+//!
+//! The `reason` is stable and machine-readable, so the real sender can see
+//! in its delivery log why a request failed. Nothing in a rejection (its
+//! `Display`, `Debug`, the body or the log line) contains a secret, a
+//! computed signature, or bytes copied from the request.
+//!
+//! The rejection is also attached to the response's extensions, so an outer
+//! layer can see why a request was refused.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, StatusCode};
+
+use crate::Provider;
+
+/// What went wrong. New kinds may be added in minor releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// The signature header is absent. 401, `missing_signature`.
+    MissingSignature,
+    /// The signature header is sent on several lines, is not ASCII, is too
+    /// long, lists too many signatures, or is not in the scheme's format
+    /// (including a header that carries no signature of the pinned version,
+    /// such as a Stripe header with only `v0`). 401, `malformed_signature`.
+    MalformedSignature,
+    /// No signature matches any configured secret. 401, `signature_mismatch`.
+    SignatureMismatch,
+    /// The scheme signs a timestamp and none was sent. 401, `missing_timestamp`.
+    MissingTimestamp,
+    /// The timestamp is not 1 to 10 ASCII digits, or is sent twice.
+    /// 401, `malformed_timestamp`.
+    MalformedTimestamp,
+    /// The timestamp is further from the clock than the tolerance, in
+    /// either direction. 401, `timestamp_out_of_tolerance`. See
+    /// [`Rejection::timestamp`].
+    TimestampOutOfTolerance,
+    /// Another header the scheme signs (such as `webhook-id`) is absent.
+    /// 401, `missing_header`.
+    MissingHeader,
+    /// Another header the scheme signs is malformed or sent on several
+    /// lines. 401, `malformed_header`.
+    MalformedHeader,
+    /// The body is larger than the configured limit. 413, `body_too_large`.
+    BodyTooLarge,
+    /// The body is compressed (`Content-Encoding` other than `identity`).
+    /// 415, `unsupported_content_encoding`.
+    UnsupportedContentEncoding,
+    /// The method is not `POST`. 405, `method_not_allowed`.
+    MethodNotAllowed,
+    /// The body could not be read to its end (the client went away or sent
+    /// a broken stream). 400, `body_read_failed`.
+    BodyReadFailed,
+    /// The verified body is not valid JSON. 400, `invalid_json`.
+    InvalidJson,
+}
+
+impl RejectionKind {
+    /// The one table: status, reason code and title of each kind.
+    const fn info(self) -> (StatusCode, &'static str, &'static str) {
+        use RejectionKind::*;
+        match self {
+            MissingSignature => (StatusCode::UNAUTHORIZED, "missing_signature", "Missing signature"),
+            MalformedSignature => (
+                StatusCode::UNAUTHORIZED,
+                "malformed_signature",
+                "Malformed signature",
+            ),
+            SignatureMismatch => (
+                StatusCode::UNAUTHORIZED,
+                "signature_mismatch",
+                "Signature mismatch",
+            ),
+            MissingTimestamp => (StatusCode::UNAUTHORIZED, "missing_timestamp", "Missing timestamp"),
+            MalformedTimestamp => (
+                StatusCode::UNAUTHORIZED,
+                "malformed_timestamp",
+                "Malformed timestamp",
+            ),
+            TimestampOutOfTolerance => (
+                StatusCode::UNAUTHORIZED,
+                "timestamp_out_of_tolerance",
+                "Timestamp outside the tolerance",
+            ),
+            MissingHeader => (
+                StatusCode::UNAUTHORIZED,
+                "missing_header",
+                "Missing signed header",
+            ),
+            MalformedHeader => (
+                StatusCode::UNAUTHORIZED,
+                "malformed_header",
+                "Malformed signed header",
+            ),
+            BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "Body too large"),
+            UnsupportedContentEncoding => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_encoding",
+                "Compressed bodies are not accepted",
+            ),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            ),
+            BodyReadFailed => (
+                StatusCode::BAD_REQUEST,
+                "body_read_failed",
+                "Body could not be read",
+            ),
+            InvalidJson => (StatusCode::BAD_REQUEST, "invalid_json", "Body is not valid JSON"),
+        }
+    }
+
+    /// The HTTP status this kind is answered with.
+    pub const fn status(self) -> StatusCode {
+        self.info().0
+    }
+
+    /// The stable, machine-readable reason code (`signature_mismatch`, …).
+    pub const fn reason(self) -> &'static str {
+        self.info().1
+    }
+
+    /// A short human-readable title.
+    pub const fn title(self) -> &'static str {
+        self.info().2
+    }
+
+    /// Whether this kind is an authentication failure (answered with 401).
+    pub const fn is_authentication_failure(self) -> bool {
+        self.info().0.as_u16() == 401
+    }
+}
+
+/// How far a signed timestamp was from the clock, for a
+/// [`RejectionKind::TimestampOutOfTolerance`] rejection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampContext {
+    timestamp: i64,
+    now: i64,
+    skew: i64,
+    tolerance: Duration,
+}
+
+impl TimestampContext {
+    /// The signed timestamp, in Unix seconds.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// The clock's time when the request was checked, in Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// `now - timestamp` in seconds: positive when the timestamp is in the
+    /// past, negative when it is in the future (saturated at the `i64`
+    /// bounds).
+    pub fn skew_secs(&self) -> i64 {
+        self.skew
+    }
+
+    /// The configured tolerance.
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance
+    }
+}
+
+/// A request the [`Verifier`](crate::Verifier) refused.
+///
+/// ```
+/// use webhook_guard::{Rejection, RejectionKind};
+///
+/// let r = Rejection::new(RejectionKind::InvalidJson, "the body is not JSON");
+/// assert_eq!(r.status(), http::StatusCode::BAD_REQUEST);
+/// assert_eq!(r.reason(), "invalid_json");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    kind: RejectionKind,
+    detail: Cow<'static, str>,
+    provider: Option<Provider>,
+    timestamp: Option<TimestampContext>,
+    body_limit: Option<usize>,
+}
+
+impl Rejection {
+    /// A rejection of `kind` with a human-readable `detail`. The detail is
+    /// sent to the client: never put a secret or request bytes in it.
+    pub fn new(kind: RejectionKind, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            provider: None,
+            timestamp: None,
+            body_limit: None,
+        }
+    }
+
+    pub(crate) fn stale(timestamp: i64, now: i64, skew: i64, tolerance: Duration) -> Self {
+        let direction = if skew >= 0 { "in the past" } else { "in the future" };
+        let detail = format!(
+            "the signed timestamp is {} s {direction}; the tolerance is {} s",
+            skew.unsigned_abs(),
+            tolerance.as_secs()
+        );
+        let mut r = Self::new(RejectionKind::TimestampOutOfTolerance, detail);
+        r.timestamp = Some(TimestampContext {
+            timestamp,
+            now,
+            skew,
+            tolerance,
+        });
+        r
+    }
+
+    pub(crate) fn too_large(limit: usize) -> Self {
+        let mut r = Self::new(
+            RejectionKind::BodyTooLarge,
+            format!("the body is larger than the limit of {limit} bytes"),
+        );
+        r.body_limit = Some(limit);
+        r
+    }
+
+    pub(crate) fn with_provider(mut self, provider: &Provider) -> Self {
+        self.provider = Some(provider.clone());
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    /// The HTTP status of the default response.
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// The machine-readable reason code.
+    pub fn reason(&self) -> &'static str {
+        self.kind.reason()
+    }
+
+    /// The human-readable explanation sent in the problem document.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// The provider of the route that refused the request, if known.
+    pub fn provider(&self) -> Option<&Provider> {
+        self.provider.as_ref()
+    }
+
+    /// For [`RejectionKind::TimestampOutOfTolerance`]: how far off the
+    /// timestamp was.
+    pub fn timestamp(&self) -> Option<&TimestampContext> {
+        self.timestamp.as_ref()
+    }
+
+    /// For [`RejectionKind::BodyTooLarge`]: the limit that was exceeded.
+    pub fn body_limit(&self) -> Option<usize> {
+        self.body_limit
+    }
+
+    /// The default `application/problem+json` response, with the rejection
+    /// in its extensions. Same as [`IntoResponse::into_response`].
+    pub fn to_response(&self) -> Response {
+        let status = self.status();
+        let mut doc = serde_json::json!({
+            "type": format!("tag:webhook-guard,2026:reason/{}", self.reason()),
+            "title": self.kind.title(),
+            "status": status.as_u16(),
+            "detail": self.detail,
+            "reason": self.reason(),
+        });
+        if let (Some(provider), Some(map)) = (&self.provider, doc.as_object_mut()) {
+            map.insert("provider".into(), provider.name().into());
+        }
+        if let (Some(limit), Some(map)) = (self.body_limit, doc.as_object_mut()) {
+            map.insert("limit".into(), limit.into());
+        }
+        let mut response = (status, doc.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.kind == RejectionKind::MethodNotAllowed {
+            headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        response.extensions_mut().insert(self.clone());
+        response
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason(), self.detail)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        self.to_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_auth_failure_is_401() {
+        use RejectionKind::*;
+        for kind in [
+            MissingSignature,
+            MalformedSignature,
+            SignatureMismatch,
+            MissingTimestamp,
+            MalformedTimestamp,
+            TimestampOutOfTolerance,
+            MissingHeader,
+            MalformedHeader,
+        ] {
+            assert_eq!(kind.status(), StatusCode::UNAUTHORIZED, "{kind:?}");
+            assert!(kind.is_authentication_failure());
+        }
+        assert!(!BodyTooLarge.is_authentication_failure());
+    }
+
+    #[test]
+    fn stale_detail_says_how_far_off() {
+        let r = Rejection::stale(1000, 1412, 412, Duration::from_secs(300));
+        assert_eq!(
+            r.detail(),
+            "the signed timestamp is 412 s in the past; the tolerance is 300 s"
+        );
+        let ctx = r.timestamp().copied();
+        assert_eq!(ctx.map(|c| c.skew_secs()), Some(412));
+        let r = Rejection::stale(2000, 1000, -1000, Duration::from_secs(300));
+        assert!(r.detail().contains("1000 s in the future"));
+    }
+}

@@ -1,0 +1,535 @@
+//! Signature schemes, one file per provider, pinned per route.
+//!
+//! A [`Scheme`] says which headers carry the signature (and the timestamp,
+//! and the delivery id), how the signature is encoded, which bytes are
+//! signed, and how a configured secret becomes the HMAC key. It is chosen
+//! by you for each route and never guessed from the request.
+//!
+//! | constructor | signature header | signed content | key |
+//! |---|---|---|---|
+//! | [`Scheme::stripe`] | `Stripe-Signature: t=<unix>,v1=<hex>[,v1=…]` | `<t>.<body>` | the secret text, `whsec_` included |
+//! | [`Scheme::github`] | `X-Hub-Signature-256: sha256=<hex>` | body | the secret text |
+//! | [`Scheme::standard_webhooks`] | `webhook-signature: v1,<base64>[ v1,…]` (+ `webhook-id`, `webhook-timestamp`; `svix-*` aliases) | `<id>.<timestamp>.<body>` | base64 after `whsec_` |
+//! | [`Scheme::slack`] | `X-Slack-Signature: v0=<hex>` (+ `X-Slack-Request-Timestamp`) | `v0:<ts>:<body>` | the secret text |
+//! | [`Scheme::shopify`] | `X-Shopify-Hmac-Sha256: <base64>` (or `Shopify-Hmac-Sha256`) | body | the secret text |
+//! | [`Scheme::custom`] | you say ([`CustomScheme`]) | you say | the secret text |
+//!
+//! All are HMAC-SHA256. The signed content is streamed into the MAC piece by
+//! piece, never concatenated; received signatures are decoded to exactly 32
+//! bytes and compared in constant time.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use zeroize::Zeroizing;
+
+use crate::{ConfigError, Rejection, RejectionKind};
+
+mod custom;
+mod github;
+mod shopify;
+mod slack;
+mod standard;
+mod stripe;
+
+pub use custom::{CustomScheme, CustomSchemeBuilder, SignatureEncoding, SignedPiece};
+
+/// Most candidate signatures one header may list; more is malformed.
+pub(crate) const MAX_SIGNATURES: usize = 8;
+/// Longest accepted value of any header a scheme reads, in bytes.
+pub(crate) const MAX_HEADER_LEN: usize = 4096;
+/// Most pieces a signed layout may have.
+pub(crate) const MAX_PIECES: usize = 8;
+/// Length of an HMAC-SHA256 tag.
+pub(crate) const MAC_LEN: usize = 32;
+
+/// Who sent a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Provider {
+    /// Stripe.
+    Stripe,
+    /// GitHub.
+    GitHub,
+    /// Any sender that follows the Standard Webhooks specification
+    /// (Svix and its customers among them).
+    StandardWebhooks,
+    /// Slack.
+    Slack,
+    /// Shopify.
+    Shopify,
+    /// A provider described with [`CustomScheme`]; holds its name.
+    Custom(Arc<str>),
+}
+
+impl Provider {
+    /// A short lowercase name: `stripe`, `github`, `standard`, `slack`,
+    /// `shopify`, or the custom scheme's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Stripe => "stripe",
+            Self::GitHub => "github",
+            Self::StandardWebhooks => "standard",
+            Self::Slack => "slack",
+            Self::Shopify => "shopify",
+            Self::Custom(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a route's webhooks are signed. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Scheme {
+    kind: Kind,
+    provider: Provider,
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Stripe,
+    GitHub,
+    Standard,
+    Slack,
+    Shopify,
+    Custom(Arc<CustomScheme>),
+}
+
+impl Scheme {
+    /// Stripe: `Stripe-Signature: t=…,v1=…`. Only `v1` counts; `v0` and
+    /// unknown keys are ignored, so a header with no `v1` is rejected.
+    pub fn stripe() -> Self {
+        Self {
+            kind: Kind::Stripe,
+            provider: Provider::Stripe,
+        }
+    }
+
+    /// GitHub: `X-Hub-Signature-256: sha256=…` over the body. The SHA-1
+    /// `X-Hub-Signature` header is never consulted.
+    pub fn github() -> Self {
+        Self {
+            kind: Kind::GitHub,
+            provider: Provider::GitHub,
+        }
+    }
+
+    /// Standard Webhooks (Svix): `webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`, or their `svix-*` aliases. Only `v1` signatures
+    /// count. Secrets are `whsec_` followed by the base64 key.
+    pub fn standard_webhooks() -> Self {
+        Self {
+            kind: Kind::Standard,
+            provider: Provider::StandardWebhooks,
+        }
+    }
+
+    /// Slack: `X-Slack-Signature: v0=…` with `X-Slack-Request-Timestamp`,
+    /// for JSON and form-encoded bodies alike.
+    pub fn slack() -> Self {
+        Self {
+            kind: Kind::Slack,
+            provider: Provider::Slack,
+        }
+    }
+
+    /// Shopify: `X-Shopify-Hmac-Sha256` (or `Shopify-Hmac-Sha256`), base64,
+    /// over the body.
+    pub fn shopify() -> Self {
+        Self {
+            kind: Kind::Shopify,
+            provider: Provider::Shopify,
+        }
+    }
+
+    /// A scheme described piece by piece; see [`CustomScheme`].
+    pub fn custom(scheme: CustomScheme) -> Self {
+        let provider = Provider::Custom(scheme.name().into());
+        Self {
+            kind: Kind::Custom(Arc::new(scheme)),
+            provider,
+        }
+    }
+
+    /// Who signs with this scheme.
+    pub fn provider(&self) -> &Provider {
+        &self.provider
+    }
+
+    /// Whether this scheme signs a timestamp.
+    pub fn is_timestamped(&self) -> bool {
+        match &self.kind {
+            Kind::Stripe | Kind::Standard | Kind::Slack => true,
+            Kind::GitHub | Kind::Shopify => false,
+            Kind::Custom(c) => c.timestamp_header().is_some(),
+        }
+    }
+
+    /// Turns a configured secret into HMAC key bytes.
+    pub(crate) fn key(&self, index: usize, secret: &str) -> Result<Zeroizing<Vec<u8>>, ConfigError> {
+        match &self.kind {
+            Kind::Standard => standard::key(index, secret),
+            _ => crate::secret::plain_key(index, secret),
+        }
+    }
+
+    /// Reads the scheme's headers. Never panics, never allocates.
+    pub(crate) fn parse<'a>(&'a self, headers: &'a HeaderMap) -> Result<Parsed<'a>, Rejection> {
+        match &self.kind {
+            Kind::Stripe => stripe::parse(headers),
+            Kind::GitHub => github::parse(headers),
+            Kind::Standard => standard::parse(headers),
+            Kind::Slack => slack::parse(headers),
+            Kind::Shopify => shopify::parse(headers),
+            Kind::Custom(c) => c.parse(headers),
+        }
+    }
+
+    /// How to read the delivery id and event type from a verified body, for
+    /// schemes that keep them there.
+    pub(crate) fn body_fields(&self) -> Option<BodyFieldsFn> {
+        match &self.kind {
+            Kind::Stripe => Some(stripe::body_fields),
+            Kind::Standard => Some(standard::body_fields),
+            Kind::Slack => Some(slack::body_fields),
+            Kind::GitHub | Kind::Shopify | Kind::Custom(_) => None,
+        }
+    }
+
+    /// Writes the headers a real sender would send for `input`.
+    #[cfg(any(test, feature = "test-util"))]
+    pub(crate) fn sign(&self, mac: crate::secret::HmacSha256, input: &SignInput<'_>, out: &mut HeaderMap) {
+        match &self.kind {
+            Kind::Stripe => stripe::sign(mac, input, out),
+            Kind::GitHub => github::sign(mac, input, out),
+            Kind::Standard => standard::sign(mac, input, out),
+            Kind::Slack => slack::sign(mac, input, out),
+            Kind::Shopify => shopify::sign(mac, input, out),
+            Kind::Custom(c) => c.sign(mac, input, out),
+        }
+    }
+}
+
+/// What a test signer is asked to sign.
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) struct SignInput<'a> {
+    pub(crate) timestamp: i64,
+    pub(crate) id: &'a str,
+    pub(crate) event_type: Option<&'a str>,
+    pub(crate) body: &'a [u8],
+}
+
+/// Delivery id and event type found in a verified body.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BodyFields {
+    pub(crate) id: Option<String>,
+    pub(crate) event_type: Option<String>,
+}
+
+pub(crate) type BodyFieldsFn = fn(&[u8], bool) -> BodyFields;
+
+/// Reads `id`, `type` and `event_id` from a JSON object body, ignoring the
+/// rest; non-string values count as absent.
+pub(crate) fn json_envelope(body: &[u8]) -> Option<(Option<String>, Option<String>, Option<String>)> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        id: Option<serde_json::Value>,
+        #[serde(rename = "type")]
+        event_type: Option<serde_json::Value>,
+        event_id: Option<serde_json::Value>,
+    }
+    let env: Envelope = serde_json::from_slice(body).ok()?;
+    let s = |v: Option<serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => Some(s),
+        _ => None,
+    };
+    Some((s(env.id), s(env.event_type), s(env.event_id)))
+}
+
+/// One piece of signed content.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Piece<'a> {
+    Bytes(&'a [u8]),
+    Body,
+}
+
+/// The signed layout of one request: pieces fed to the MAC in order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pieces<'a> {
+    buf: [Piece<'a>; MAX_PIECES],
+    len: usize,
+}
+
+impl<'a> Pieces<'a> {
+    pub(crate) fn new(pieces: &[Piece<'a>]) -> Self {
+        let mut out = Self {
+            buf: [Piece::Body; MAX_PIECES],
+            len: 0,
+        };
+        for p in pieces.iter().take(MAX_PIECES) {
+            out.buf[out.len] = *p;
+            out.len += 1;
+        }
+        out
+    }
+
+    pub(crate) fn push(&mut self, piece: Piece<'a>) -> bool {
+        match self.buf.get_mut(self.len) {
+            Some(slot) => {
+                *slot = piece;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Piece<'a>> {
+        self.buf[..self.len].iter()
+    }
+}
+
+/// Candidate signatures, each decoded to exactly [`MAC_LEN`] bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Signatures {
+    buf: [[u8; MAC_LEN]; MAX_SIGNATURES],
+    len: usize,
+}
+
+impl Signatures {
+    pub(crate) fn new() -> Self {
+        Self {
+            buf: [[0; MAC_LEN]; MAX_SIGNATURES],
+            len: 0,
+        }
+    }
+
+    /// Adds a candidate, or fails when the cap is reached.
+    pub(crate) fn push(&mut self, tag: [u8; MAC_LEN]) -> Result<(), Rejection> {
+        match self.buf.get_mut(self.len) {
+            Some(slot) => {
+                *slot = tag;
+                self.len += 1;
+                Ok(())
+            }
+            None => Err(Rejection::new(
+                RejectionKind::MalformedSignature,
+                "the signature header lists more signatures than are accepted",
+            )),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn as_slice(&self) -> &[[u8; MAC_LEN]] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Where a delivery's id or type comes from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Field<'h> {
+    Absent,
+    Header(&'h HeaderValue),
+    Body,
+}
+
+/// Everything a scheme read from the headers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parsed<'h> {
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) signatures: Signatures,
+    pub(crate) content: Pieces<'h>,
+    pub(crate) id: Field<'h>,
+    pub(crate) event_type: Field<'h>,
+}
+
+/// Reads a header that must appear at most once, be visible ASCII and be
+/// at most [`MAX_HEADER_LEN`] bytes. `malformed` is the kind reported when
+/// it is not.
+pub(crate) fn single<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+    malformed: RejectionKind,
+) -> Result<Option<&'h HeaderValue>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::new(
+            malformed,
+            format!("the {name} header is sent more than once"),
+        ));
+    }
+    let bytes = value.as_bytes();
+    if bytes.len() > MAX_HEADER_LEN {
+        return Err(Rejection::new(
+            malformed,
+            format!("the {name} header is too long"),
+        ));
+    }
+    if !bytes.iter().all(|b| (0x20..0x7f).contains(b)) {
+        return Err(Rejection::new(
+            malformed,
+            format!("the {name} header is not visible ASCII"),
+        ));
+    }
+    Ok(Some(value))
+}
+
+/// Like [`single`], for a header that may also be sent under an alias: when
+/// both names are present their values must agree.
+pub(crate) fn single_aliased<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+    alias: &HeaderName,
+    malformed: RejectionKind,
+) -> Result<Option<&'h HeaderValue>, Rejection> {
+    match (
+        single(headers, name, malformed)?,
+        single(headers, alias, malformed)?,
+    ) {
+        (Some(a), Some(b)) if a != b => Err(Rejection::new(
+            malformed,
+            format!("the {name} and {alias} headers disagree"),
+        )),
+        (Some(a), _) => Ok(Some(a)),
+        (None, b) => Ok(b),
+    }
+}
+
+/// A header the scheme needs, present exactly once.
+pub(crate) fn required<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+    missing: RejectionKind,
+    malformed: RejectionKind,
+) -> Result<&'h HeaderValue, Rejection> {
+    single(headers, name, malformed)?
+        .ok_or_else(|| Rejection::new(missing, format!("the {name} header is missing")))
+}
+
+/// A header read for information only (delivery id, event type): absent if
+/// sent twice or not visible ASCII, never an error.
+pub(crate) fn informational<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Field<'h> {
+    match single(headers, name, RejectionKind::MalformedHeader) {
+        Ok(Some(v)) => Field::Header(v),
+        _ => Field::Absent,
+    }
+}
+
+/// Parses a signed timestamp.
+pub(crate) fn timestamp(raw: &[u8], name: &str) -> Result<i64, Rejection> {
+    crate::timestamp::parse(raw).ok_or_else(|| {
+        Rejection::new(
+            RejectionKind::MalformedTimestamp,
+            format!("the timestamp in {name} is not 1 to 10 ASCII digits of Unix seconds"),
+        )
+    })
+}
+
+/// Decodes exactly 64 hex digits (either case) into a tag.
+pub(crate) fn hex_tag(raw: &[u8]) -> Option<[u8; MAC_LEN]> {
+    let mut tag = [0u8; MAC_LEN];
+    if raw.len() != MAC_LEN * 2 {
+        return None;
+    }
+    hex::decode_to_slice(raw, &mut tag).ok()?;
+    Some(tag)
+}
+
+/// Decodes canonical standard base64 that holds exactly 32 bytes.
+pub(crate) fn base64_tag(raw: &[u8]) -> Option<[u8; MAC_LEN]> {
+    use base64::Engine as _;
+    // 32 bytes are 44 base64 characters with one `=`.
+    if raw.len() != 44 {
+        return None;
+    }
+    let mut buf = [0u8; 33];
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(raw, &mut buf)
+        .ok()?;
+    let mut tag = [0u8; MAC_LEN];
+    tag.copy_from_slice(buf.get(..MAC_LEN).filter(|_| n == MAC_LEN)?);
+    Some(tag)
+}
+
+/// A rejection for a signature that cannot be decoded.
+pub(crate) fn bad_signature(what: &str) -> Rejection {
+    Rejection::new(RejectionKind::MalformedSignature, what.to_owned())
+}
+
+/// The MAC of `pieces`, for signing in tests.
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) fn mac_of(mut mac: crate::secret::HmacSha256, pieces: &[&[u8]]) -> [u8; MAC_LEN] {
+    use hmac::Mac as _;
+    for p in pieces {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// A header value built from text we produced ourselves.
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) fn value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_tag_is_exact() {
+        let good = "a".repeat(64);
+        assert!(hex_tag(good.as_bytes()).is_some());
+        assert!(hex_tag("A".repeat(64).as_bytes()).is_some());
+        assert!(hex_tag(b"").is_none());
+        assert!(hex_tag("a".repeat(62).as_bytes()).is_none());
+        assert!(hex_tag("a".repeat(66).as_bytes()).is_none());
+        assert!(hex_tag("g".repeat(64).as_bytes()).is_none());
+    }
+
+    #[test]
+    fn base64_tag_is_canonical() {
+        use base64::Engine as _;
+        let enc = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert_eq!(base64_tag(enc.as_bytes()), Some([7u8; 32]));
+        assert!(base64_tag(enc.trim_end_matches('=').as_bytes()).is_none());
+        let url = enc.replace('+', "-").replace('/', "_");
+        assert!(base64_tag(url.as_bytes()).is_none() || url == enc);
+        // Non-zero trailing bits are not canonical.
+        let mut odd = enc.clone().into_bytes();
+        odd[42] = b'B';
+        assert!(base64_tag(&odd).is_none());
+        assert!(base64_tag(&enc.as_bytes()[..40]).is_none());
+    }
+
+    #[test]
+    fn duplicate_lines_are_malformed() {
+        let mut h = HeaderMap::new();
+        let n = HeaderName::from_static("x-sig");
+        h.append(&n, HeaderValue::from_static("a"));
+        h.append(&n, HeaderValue::from_static("a"));
+        let err = single(&h, &n, RejectionKind::MalformedSignature).err();
+        assert_eq!(err.map(|e| e.kind()), Some(RejectionKind::MalformedSignature));
+    }
+
+    #[test]
+    fn signature_cap_holds() {
+        let mut s = Signatures::new();
+        for _ in 0..MAX_SIGNATURES {
+            assert!(s.push([0; MAC_LEN]).is_ok());
+        }
+        assert!(s.push([0; MAC_LEN]).is_err());
+    }
+}

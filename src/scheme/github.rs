@@ -1,0 +1,61 @@
+//! GitHub: `X-Hub-Signature-256: sha256=<hex>` over the raw body.
+//!
+//! The key is the webhook secret's text. There is no SHA-1 fallback: the
+//! legacy `X-Hub-Signature` header is never read. GitHub signs no timestamp
+//! and does not sign `X-GitHub-Delivery`, so a captured delivery stays valid
+//! for ever: pair this scheme with deduplication on the body's hash. The
+//! delivery id is `X-GitHub-Delivery`, the event type `X-GitHub-Event`.
+//!
+//! ```
+//! use webhook_guard::{Scheme, Verifier};
+//!
+//! let verifier = Verifier::builder(Scheme::github())
+//!     .secret("It's a Secret to Everybody")
+//!     .build()?;
+//! # Ok::<(), webhook_guard::ConfigError>(())
+//! ```
+
+use http::{HeaderMap, HeaderName};
+
+use super::{Parsed, Piece, Pieces, Signatures};
+use crate::{Rejection, RejectionKind};
+
+/// `X-Hub-Signature-256`.
+pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
+/// `X-GitHub-Delivery`.
+pub(crate) const DELIVERY: HeaderName = HeaderName::from_static("x-github-delivery");
+/// `X-GitHub-Event`.
+pub(crate) const EVENT: HeaderName = HeaderName::from_static("x-github-event");
+
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+    let raw = super::required(
+        headers,
+        &SIGNATURE,
+        RejectionKind::MissingSignature,
+        RejectionKind::MalformedSignature,
+    )?
+    .as_bytes();
+    let hex = raw
+        .strip_prefix(b"sha256=")
+        .ok_or_else(|| super::bad_signature("X-Hub-Signature-256 does not start with sha256="))?;
+    let mut signatures = Signatures::new();
+    signatures.push(
+        super::hex_tag(hex)
+            .ok_or_else(|| super::bad_signature("X-Hub-Signature-256 is not 64 hex digits"))?,
+    )?;
+    Ok(Parsed {
+        timestamp: None,
+        signatures,
+        content: Pieces::new(&[Piece::Body]),
+        id: super::informational(headers, &DELIVERY),
+        event_type: super::informational(headers, &EVENT),
+    })
+}
+
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) fn sign(mac: crate::secret::HmacSha256, input: &super::SignInput<'_>, out: &mut HeaderMap) {
+    let tag = super::mac_of(mac, &[input.body]);
+    out.insert(SIGNATURE, super::value(&format!("sha256={}", hex::encode(tag))));
+    out.insert(DELIVERY, super::value(input.id));
+    out.insert(EVENT, super::value(input.event_type.unwrap_or("ping")));
+}

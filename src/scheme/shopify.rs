@@ -1,0 +1,79 @@
+//! Shopify: `X-Shopify-Hmac-Sha256: <base64>` over the raw body.
+//!
+//! The key is the app's client secret text. The newer `Shopify-Hmac-Sha256`
+//! name is accepted too (if both are sent they must agree). Shopify signs
+//! no timestamp and does not sign `X-Shopify-Webhook-Id`: pair this scheme
+//! with deduplication on the body's hash. The delivery id is
+//! `X-Shopify-Webhook-Id`, the event type `X-Shopify-Topic`.
+//!
+//! ```
+//! use webhook_guard::{Scheme, Verifier};
+//!
+//! let verifier = Verifier::builder(Scheme::shopify())
+//!     .secret("my-shopify-app-secret")
+//!     .build()?;
+//! # Ok::<(), webhook_guard::ConfigError>(())
+//! ```
+
+use http::{HeaderMap, HeaderName};
+
+use super::{Field, Parsed, Piece, Pieces, Signatures};
+use crate::{Rejection, RejectionKind};
+
+/// `X-Shopify-Hmac-Sha256`.
+pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static("x-shopify-hmac-sha256");
+/// `Shopify-Hmac-Sha256`.
+pub(crate) const SIGNATURE_ALIAS: HeaderName = HeaderName::from_static("shopify-hmac-sha256");
+/// `X-Shopify-Webhook-Id`.
+pub(crate) const WEBHOOK_ID: HeaderName = HeaderName::from_static("x-shopify-webhook-id");
+/// `Shopify-Webhook-Id`.
+pub(crate) const WEBHOOK_ID_ALIAS: HeaderName = HeaderName::from_static("shopify-webhook-id");
+/// `X-Shopify-Topic`.
+pub(crate) const TOPIC: HeaderName = HeaderName::from_static("x-shopify-topic");
+/// `Shopify-Topic`.
+pub(crate) const TOPIC_ALIAS: HeaderName = HeaderName::from_static("shopify-topic");
+
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+    let raw = super::single_aliased(
+        headers,
+        &SIGNATURE,
+        &SIGNATURE_ALIAS,
+        RejectionKind::MalformedSignature,
+    )?
+    .ok_or_else(|| {
+        Rejection::new(
+            RejectionKind::MissingSignature,
+            "the x-shopify-hmac-sha256 header is missing",
+        )
+    })?
+    .as_bytes();
+    let mut signatures = Signatures::new();
+    signatures.push(
+        super::base64_tag(raw)
+            .ok_or_else(|| super::bad_signature("X-Shopify-Hmac-Sha256 is not the base64 of 32 bytes"))?,
+    )?;
+    Ok(Parsed {
+        timestamp: None,
+        signatures,
+        content: Pieces::new(&[Piece::Body]),
+        id: either(headers, &WEBHOOK_ID, &WEBHOOK_ID_ALIAS),
+        event_type: either(headers, &TOPIC, &TOPIC_ALIAS),
+    })
+}
+
+fn either<'h>(headers: &'h HeaderMap, name: &HeaderName, alias: &HeaderName) -> Field<'h> {
+    match super::informational(headers, name) {
+        Field::Absent => super::informational(headers, alias),
+        found => found,
+    }
+}
+
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) fn sign(mac: crate::secret::HmacSha256, input: &super::SignInput<'_>, out: &mut HeaderMap) {
+    use base64::Engine as _;
+    let tag = super::mac_of(mac, &[input.body]);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(tag);
+    out.insert(SIGNATURE, super::value(&b64));
+    out.insert(WEBHOOK_ID, super::value(input.id));
+    out.insert(TOPIC, super::value(input.event_type.unwrap_or("orders/create")));
+}

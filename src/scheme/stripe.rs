@@ -1,0 +1,135 @@
+//! Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]`.
+//!
+//! The signed content is `<t>.<raw body>`; the HMAC key is the endpoint
+//! secret's text, `whsec_` prefix included. Only `v1` signatures count:
+//! `v0` (test-mode legacy) and unknown keys are ignored, so a header with no
+//! `v1` is rejected rather than downgraded. Several `v1` entries are
+//! accepted (Stripe sends one per active secret while you roll a secret); a
+//! second `t` is malformed. The delivery id and the event type are the
+//! body's `id` and `type`.
+//!
+//! ```
+//! use webhook_guard::{Scheme, Verifier};
+//!
+//! let verifier = Verifier::builder(Scheme::stripe())
+//!     .secret("whsec_test_secret")
+//!     .build()?;
+//! # Ok::<(), webhook_guard::ConfigError>(())
+//! ```
+
+use http::{HeaderMap, HeaderName};
+
+use super::{BodyFields, Field, Parsed, Piece, Pieces, Signatures};
+use crate::{Rejection, RejectionKind};
+
+/// `Stripe-Signature`.
+pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static("stripe-signature");
+
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+    let raw = super::required(
+        headers,
+        &SIGNATURE,
+        RejectionKind::MissingSignature,
+        RejectionKind::MalformedSignature,
+    )?
+    .as_bytes();
+    let mut t: Option<&[u8]> = None;
+    let mut signatures = Signatures::new();
+    for item in raw.split(|b| *b == b',') {
+        let Some(eq) = item.iter().position(|b| *b == b'=') else {
+            return Err(super::bad_signature("a Stripe-Signature item is not key=value"));
+        };
+        let (key, value) = (&item[..eq], &item[eq + 1..]);
+        match key {
+            b"t" if t.is_some() => {
+                return Err(Rejection::new(
+                    RejectionKind::MalformedTimestamp,
+                    "Stripe-Signature carries more than one t",
+                ))
+            }
+            b"t" => t = Some(value),
+            b"v1" => signatures.push(
+                super::hex_tag(value)
+                    .ok_or_else(|| super::bad_signature("a v1 signature is not 64 hex digits"))?,
+            )?,
+            _ => {}
+        }
+    }
+    let t =
+        t.ok_or_else(|| Rejection::new(RejectionKind::MissingTimestamp, "Stripe-Signature carries no t"))?;
+    let timestamp = super::timestamp(t, "Stripe-Signature")?;
+    if signatures.is_empty() {
+        return Err(super::bad_signature("Stripe-Signature carries no v1 signature"));
+    }
+    Ok(Parsed {
+        timestamp: Some(timestamp),
+        signatures,
+        content: Pieces::new(&[Piece::Bytes(t), Piece::Bytes(b"."), Piece::Body]),
+        id: Field::Body,
+        event_type: Field::Body,
+    })
+}
+
+pub(crate) fn body_fields(body: &[u8], _form: bool) -> BodyFields {
+    let (id, event_type, _) = super::json_envelope(body).unwrap_or_default();
+    BodyFields { id, event_type }
+}
+
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) fn sign(mac: crate::secret::HmacSha256, input: &super::SignInput<'_>, out: &mut HeaderMap) {
+    let t = input.timestamp.to_string();
+    let tag = super::mac_of(mac, &[t.as_bytes(), b".", input.body]);
+    out.insert(SIGNATURE, super::value(&format!("t={t},v1={}", hex::encode(tag))));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn parse_str(v: &'static str) -> Result<(), RejectionKind> {
+        let mut h = HeaderMap::new();
+        h.insert(SIGNATURE, HeaderValue::from_static(v));
+        parse(&h).map(|_| ()).map_err(|r| r.kind())
+    }
+
+    const SIG: &str = "5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd";
+
+    #[test]
+    fn accepts_several_v1_and_ignores_v0_and_unknown() {
+        let ok = format!("t=1492774577,v1={SIG},v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39,v1={SIG},x=y");
+        assert_eq!(parse_str(Box::leak(ok.into_boxed_str())), Ok(()));
+    }
+
+    #[test]
+    fn rejects_bad_headers() {
+        use RejectionKind::*;
+        let cases: &[(&str, RejectionKind)] = &[
+            (
+                "t=1492774577,v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39",
+                MalformedSignature,
+            ),
+            ("t=1492774577,v1=", MalformedSignature),
+            ("t=1492774577,v1=5257a869", MalformedSignature),
+            ("t=1492774577", MalformedSignature),
+            (
+                "v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd",
+                MissingTimestamp,
+            ),
+            (
+                "t=1,t=2,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd",
+                MalformedTimestamp,
+            ),
+            (
+                "t=+1492774577,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd",
+                MalformedTimestamp,
+            ),
+            ("t=1492774577;v1=x", MalformedTimestamp),
+            ("t1492774577,v1=x", MalformedSignature),
+            ("", MalformedSignature),
+        ];
+        for (header, kind) in cases {
+            assert_eq!(parse_str(header), Err(*kind), "{header}");
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! The verifier and its tower layer.
+//!
+//! A [`Verifier`] holds one route's configuration: its [`Scheme`], the
+//! accepted secrets (keyed once, when it is built), the timestamp
+//! tolerance, the body limit and the clock. [`Verifier::layer`] turns it
+//! into a [`VerifyWebhookLayer`] for axum or any tower stack;
+//! [`Verifier::verify`] checks a request you have already buffered.
+//!
+//! The layer handles a request in this order, and stops at the first
+//! failure:
+//!
+//! 1. the method must be `POST` (405);
+//! 2. `Content-Encoding` must be absent or `identity` (415: compressed
+//!    bodies are refused, never inflated);
+//! 3. a `Content-Length` over the limit is refused before any byte is read
+//!    (413);
+//! 4. the scheme's headers are parsed strictly and the signed timestamp, if
+//!    any, is checked against the clock (401), still before the body is read;
+//! 5. the body is read once, under the limit, stopping as soon as it is
+//!    crossed (413);
+//! 6. every candidate signature is compared in constant time with the MAC
+//!    of the signed content under every configured secret (401);
+//! 7. the handler runs with the same bytes as its body and a
+//!    [`VerifiedWebhook`] in the request extensions.
+//!
+//! ```
+//! use axum::{routing::post, Router};
+//! use webhook_guard::{Scheme, Verifier, VerifiedWebhook};
+//!
+//! async fn handle(hook: VerifiedWebhook) -> &'static str {
+//!     println!("{} delivery {:?}", hook.provider(), hook.delivery_id());
+//!     "ok"
+//! }
+//!
+//! let github = Verifier::builder(Scheme::github())
+//!     .secret("It's a Secret to Everybody")
+//!     .build()?;
+//! let app: Router = Router::new().route("/webhooks/github", post(handle).layer(github.layer()));
+//! # Ok::<(), webhook_guard::ConfigError>(())
+//! ```
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::Response;
+use bytes::Bytes;
+use hmac::Mac as _;
+use http::{header, HeaderMap, Method};
+use subtle::ConstantTimeEq as _;
+
+use crate::clock::{Clock, SystemClock};
+use crate::delivery::VerifiedWebhook;
+use crate::scheme::{Parsed, Piece};
+use crate::secret::KeyedMac;
+use crate::{ConfigError, Rejection, RejectionKind, Scheme, Secret};
+
+mod future;
+mod layer;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::VerifyWebhookLayer;
+pub use service::VerifyWebhook;
+
+/// Default tolerance for signed timestamps, in both directions.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+/// Default body limit: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+type RejectionHandler = Arc<dyn Fn(&Rejection) -> Response + Send + Sync>;
+
+/// Verifies one route's webhooks. Cheap to clone (an `Arc`).
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    scheme: Scheme,
+    keys: Vec<KeyedMac>,
+    tolerance: Duration,
+    max_body: usize,
+    clock: Arc<dyn Clock>,
+    on_rejection: Option<RejectionHandler>,
+}
+
+/// Builder for [`Verifier`]; start with [`Verifier::builder`].
+#[must_use]
+pub struct VerifierBuilder {
+    scheme: Scheme,
+    secrets: Vec<Secret>,
+    tolerance: Duration,
+    max_body: NonZeroUsize,
+    clock: Arc<dyn Clock>,
+    on_rejection: Option<RejectionHandler>,
+}
+
+impl Verifier {
+    /// Starts configuring a verifier for `scheme`. Defaults: a tolerance of
+    /// 300 s, a body limit of 1 MiB, the system clock.
+    pub fn builder(scheme: Scheme) -> VerifierBuilder {
+        VerifierBuilder {
+            scheme,
+            secrets: Vec::new(),
+            tolerance: DEFAULT_TOLERANCE,
+            max_body: NonZeroUsize::new(DEFAULT_MAX_BODY_BYTES).unwrap_or(NonZeroUsize::MIN),
+            clock: Arc::new(SystemClock),
+            on_rejection: None,
+        }
+    }
+
+    /// The route's scheme.
+    pub fn scheme(&self) -> &Scheme {
+        &self.inner.scheme
+    }
+
+    /// The timestamp tolerance.
+    pub fn tolerance(&self) -> Duration {
+        self.inner.tolerance
+    }
+
+    /// The body limit, in bytes.
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.max_body
+    }
+
+    /// How many secrets are accepted.
+    pub fn secret_count(&self) -> usize {
+        self.inner.keys.len()
+    }
+
+    /// A tower layer that verifies every request before the inner service
+    /// sees it.
+    pub fn layer(&self) -> VerifyWebhookLayer {
+        VerifyWebhookLayer::new(self.clone())
+    }
+
+    /// Verifies a request whose body you have already read: the headers
+    /// and timestamp first, then the signature over `body`. Method, encoding
+    /// and size checks are the layer's and are not repeated here.
+    ///
+    /// # Errors
+    ///
+    /// A [`Rejection`] saying why the request is not authentic.
+    pub fn verify(&self, headers: &HeaderMap, body: Bytes) -> Result<VerifiedWebhook, Rejection> {
+        let parsed = self.check_headers(headers)?;
+        self.authenticate(&parsed, headers, body)
+    }
+
+    /// Steps 4 of the module docs: parse the scheme's headers and check the
+    /// timestamp against the clock.
+    pub(crate) fn check_headers<'a>(&'a self, headers: &'a HeaderMap) -> Result<Parsed<'a>, Rejection> {
+        let inner = &*self.inner;
+        let parsed = inner.scheme.parse(headers).map_err(|r| self.tag(r))?;
+        if let Some(ts) = parsed.timestamp {
+            let now = inner.clock.now_unix();
+            if let Err(skew) = crate::timestamp::check(ts, now, inner.tolerance) {
+                return Err(self.tag(Rejection::stale(ts, now, skew, inner.tolerance)));
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// Step 6: the MAC under each key, compared with each candidate in
+    /// constant time. Returns the verified delivery.
+    pub(crate) fn authenticate(
+        &self,
+        parsed: &Parsed<'_>,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<VerifiedWebhook, Rejection> {
+        for (index, key) in self.inner.keys.iter().enumerate() {
+            let mut mac = key.state();
+            for piece in parsed.content.iter() {
+                match piece {
+                    Piece::Bytes(bytes) => mac.update(bytes),
+                    Piece::Body => mac.update(&body),
+                }
+            }
+            let tag = mac.finalize().into_bytes();
+            let mut hit = subtle::Choice::from(0);
+            for candidate in parsed.signatures.as_slice() {
+                hit |= tag.as_slice().ct_eq(candidate.as_slice());
+            }
+            if bool::from(hit) {
+                return Ok(VerifiedWebhook::new(
+                    &self.inner.scheme,
+                    parsed,
+                    headers,
+                    index,
+                    key.label().cloned(),
+                    body,
+                ));
+            }
+        }
+        Err(self.tag(Rejection::new(
+            RejectionKind::SignatureMismatch,
+            "no signature in the request matches any configured secret",
+        )))
+    }
+
+    /// Steps 1 to 3, on the request head only.
+    pub(crate) fn check_head(&self, method: &Method, headers: &HeaderMap) -> Result<Option<u64>, Rejection> {
+        if method != Method::POST {
+            return Err(self.tag(Rejection::new(
+                RejectionKind::MethodNotAllowed,
+                "webhooks are delivered with POST",
+            )));
+        }
+        for value in headers.get_all(header::CONTENT_ENCODING) {
+            let identity = value
+                .to_str()
+                .is_ok_and(|v| v.split(',').all(|t| t.trim().eq_ignore_ascii_case("identity")));
+            if !identity {
+                return Err(self.tag(Rejection::new(
+                    RejectionKind::UnsupportedContentEncoding,
+                    "compressed bodies are not accepted; send Content-Encoding: identity",
+                )));
+            }
+        }
+        let length = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(length) = length {
+            if u64::try_from(self.inner.max_body).is_ok_and(|max| length > max) {
+                return Err(self.tag(Rejection::too_large(self.inner.max_body)));
+            }
+        }
+        Ok(length)
+    }
+
+    /// The response for a rejection: logged once, then answered with the
+    /// configured handler or the default problem document. The rejection
+    /// is always in the response's extensions.
+    pub(crate) fn reject(&self, rejection: Rejection) -> Response {
+        tracing::warn!(
+            target: "webhook_guard",
+            provider = self.inner.scheme.provider().name(),
+            reason = rejection.reason(),
+            status = rejection.status().as_u16(),
+            "webhook rejected"
+        );
+        let mut response = match &self.inner.on_rejection {
+            Some(handler) => handler(&rejection),
+            None => rejection.to_response(),
+        };
+        response.extensions_mut().insert(rejection);
+        response
+    }
+
+    pub(crate) fn tag(&self, rejection: Rejection) -> Rejection {
+        rejection.with_provider(self.inner.scheme.provider())
+    }
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("scheme", &self.inner.scheme)
+            .field("secrets", &self.inner.keys)
+            .field("tolerance", &self.inner.tolerance)
+            .field("max_body_bytes", &self.inner.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifierBuilder {
+    /// Adds an accepted secret. Add several while you rotate: a request
+    /// passes if any of its signatures matches under any of them.
+    pub fn secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.secrets.push(secret.into());
+        self
+    }
+
+    /// Adds several accepted secrets.
+    pub fn secrets<I>(mut self, secrets: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<Secret>,
+    {
+        self.secrets.extend(secrets.into_iter().map(Into::into));
+        self
+    }
+
+    /// How far a signed timestamp may be from the clock, in the past or in
+    /// the future. Default: 300 s. Must be at least one second.
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// The largest body accepted, in bytes. Default: 1 MiB.
+    pub fn max_body_bytes(mut self, limit: NonZeroUsize) -> Self {
+        self.max_body = limit;
+        self
+    }
+
+    /// The clock used for the tolerance check. Default: [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Replaces the default problem+json response for rejections. The
+    /// [`Rejection`] is still put in the response's extensions.
+    pub fn on_rejection<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&Rejection) -> Response + Send + Sync + 'static,
+    {
+        self.on_rejection = Some(Arc::new(handler));
+        self
+    }
+
+    /// Checks the configuration and keys every secret once.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] if no secret is given, a secret is empty, only
+    /// whitespace or has whitespace around it, a Standard Webhooks secret is
+    /// not valid base64, or the tolerance is under one second.
+    pub fn build(self) -> Result<Verifier, ConfigError> {
+        if self.tolerance.as_secs() == 0 {
+            return Err(ConfigError::ZeroTolerance);
+        }
+        if self.secrets.is_empty() {
+            return Err(ConfigError::NoSecrets);
+        }
+        let keys = self
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(index, secret)| {
+                let key = self.scheme.key(index, secret.expose())?;
+                KeyedMac::new(index, &key, secret.label().map(Arc::from))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Verifier {
+            inner: Arc::new(Inner {
+                scheme: self.scheme,
+                keys,
+                tolerance: self.tolerance,
+                max_body: self.max_body.get(),
+                clock: self.clock,
+                on_rejection: self.on_rejection,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for VerifierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierBuilder")
+            .field("scheme", &self.scheme)
+            .field("secrets", &self.secrets)
+            .field("tolerance", &self.tolerance)
+            .field("max_body_bytes", &self.max_body)
+            .finish_non_exhaustive()
+    }
+}

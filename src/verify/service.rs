@@ -1,0 +1,76 @@
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::Request;
+use tower::Service;
+
+use super::future::ResponseFuture;
+use crate::{Rejection, Verifier};
+
+/// A service that lets through only requests the real sender signed; the
+/// rest are answered with a [`Rejection`] response and never reach the
+/// inner service. Made by [`VerifyWebhookLayer`](super::VerifyWebhookLayer).
+#[derive(Clone, Debug)]
+pub struct VerifyWebhook<S> {
+    inner: S,
+    verifier: Verifier,
+}
+
+impl<S> VerifyWebhook<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, verifier: Verifier) -> Self {
+        Self { inner, verifier }
+    }
+}
+
+impl<S, B> Service<Request<B>> for VerifyWebhook<S>
+where
+    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // The clone takes the place of the service that was driven ready.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let verifier = self.verifier.clone();
+        ResponseFuture::new(async move {
+            match accept(&verifier, req).await {
+                Ok(req) => inner.call(req).await,
+                Err(rejection) => Ok(verifier.reject(rejection)),
+            }
+        })
+    }
+}
+
+/// Runs the checks; on success the request carries the verified bytes as
+/// its body and the [`VerifiedWebhook`](crate::VerifiedWebhook) in its
+/// extensions.
+async fn accept<B>(verifier: &Verifier, req: Request<B>) -> Result<Request<Body>, Rejection>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let (mut parts, body) = req.into_parts();
+    let hint = verifier.check_head(&parts.method, &parts.headers)?;
+    let verified = {
+        let parsed = verifier.check_headers(&parts.headers)?;
+        let bytes = crate::body::read(body, verifier.max_body_bytes(), hint)
+            .await
+            .map_err(|r| verifier.tag(r))?;
+        verifier.authenticate(&parsed, &parts.headers, bytes)?
+    };
+    let body = Body::from(verified.body().clone());
+    parts.extensions.insert(verified);
+    Ok(Request::from_parts(parts, body))
+}
