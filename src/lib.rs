@@ -25,3 +25,8 @@ pub use verify::{
     ResponseFuture, Verifier, VerifierBuilder, VerifyWebhook, VerifyWebhookLayer, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_TOLERANCE,
 };
+
+/// The README's code blocks, compiled as doc tests so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
