@@ -8,7 +8,7 @@
 //! ```json
 //! {"type":"tag:webhook-guard,2026:reason/signature_mismatch",
 //!  "title":"Signature mismatch","status":401,
-//!  "detail":"no signature in Stripe-Signature matches any configured secret",
+//!  "detail":"no signature in the request matches any configured secret",
 //!  "reason":"signature_mismatch","provider":"stripe"}
 //! ```
 //!

@@ -149,7 +149,7 @@ impl Verifier {
         self.authenticate(&parsed, headers, body)
     }
 
-    /// Steps 4 of the module docs: parse the scheme's headers and check the
+    /// Step 4 of the module docs: parse the scheme's headers and check the
     /// timestamp against the clock.
     pub(crate) fn check_headers<'a>(&'a self, headers: &'a HeaderMap) -> Result<Parsed<'a>, Rejection> {
         let inner = &*self.inner;
