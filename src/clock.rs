@@ -21,6 +21,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 pub trait Clock: Send + Sync + 'static {
     /// The current time, in seconds since 1970-01-01T00:00:00Z.
     fn now_unix(&self) -> i64;
+
+    /// The current time in milliseconds since the epoch, for the dedupe
+    /// store's leases. Defaults to [`now_unix`](Self::now_unix) × 1000.
+    fn now_unix_millis(&self) -> i64 {
+        self.now_unix().saturating_mul(1000)
+    }
 }
 
 /// The operating system's clock.
@@ -30,6 +36,11 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_unix(&self) -> i64 {
         time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    fn now_unix_millis(&self) -> i64 {
+        let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        i64::try_from(nanos).unwrap_or(i64::MAX)
     }
 }
 
@@ -75,5 +86,9 @@ impl fmt::Debug for FixedClock {
 impl<C: Clock> Clock for std::sync::Arc<C> {
     fn now_unix(&self) -> i64 {
         (**self).now_unix()
+    }
+
+    fn now_unix_millis(&self) -> i64 {
+        (**self).now_unix_millis()
     }
 }

@@ -1,4 +1,5 @@
-//! Configuration errors, raised when a [`Verifier`](crate::Verifier) is built.
+//! Configuration errors, raised when a [`Verifier`](crate::Verifier), a
+//! [`RateLimiter`](crate::RateLimiter) or a dedupe store is built.
 //!
 //! Bad configuration fails at start-up, never as a silent pass at request
 //! time. Per-request failures are [`Rejection`](crate::Rejection)s instead.
@@ -45,6 +46,26 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A network in a CIDR list (trusted proxies, an allowlist) could not be
+    /// parsed. Networks are not secret, so the value is quoted.
+    InvalidNetwork {
+        /// The entry that failed to parse.
+        value: String,
+    },
+    /// The dedupe configuration is inconsistent (an empty namespace, a zero
+    /// lease, a retention shorter than the replay window, a replay window
+    /// shorter than the route's timestamp tolerance).
+    InvalidDedupe {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A dedupe store could not be configured (for example a Redis URL that
+    /// does not parse). The URL itself is never quoted: it may hold a
+    /// password.
+    InvalidStore {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -61,6 +82,11 @@ impl fmt::Display for ConfigError {
             Self::ZeroTolerance => f.write_str("the timestamp tolerance must be greater than zero"),
             Self::ZeroBodyLimit => f.write_str("the body limit must be greater than zero"),
             Self::InvalidScheme { reason } => write!(f, "invalid scheme: {reason}"),
+            Self::InvalidNetwork { value } => {
+                write!(f, "{value:?} is not an IP address or a CIDR network")
+            }
+            Self::InvalidDedupe { reason } => write!(f, "invalid dedupe configuration: {reason}"),
+            Self::InvalidStore { reason } => write!(f, "invalid dedupe store: {reason}"),
         }
     }
 }

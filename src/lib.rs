@@ -4,6 +4,7 @@
 
 mod body;
 mod clock;
+pub mod dedupe;
 mod delivery;
 mod error;
 pub mod manual;

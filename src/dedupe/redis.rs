@@ -1,0 +1,1 @@
+//! The Redis dedupe store (feature `redis`). Placeholder being written.
