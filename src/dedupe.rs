@@ -77,6 +77,8 @@ use sha2::{Digest, Sha256};
 
 use crate::ConfigError;
 
+mod guard;
+pub(crate) use guard::run;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;

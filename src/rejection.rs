@@ -69,6 +69,24 @@ pub enum RejectionKind {
     BodyReadFailed,
     /// The verified body is not valid JSON. 400, `invalid_json`.
     InvalidJson,
+    /// Another request is handling the same delivery right now. 409,
+    /// `in_progress`, with `Retry-After`: the retry then gets `duplicate`.
+    InProgress,
+    /// The dedupe store could not be reached or did not answer in time.
+    /// 503, `dedupe_store_unavailable`, with `Retry-After`.
+    DedupeStoreUnavailable,
+    /// The dedupe store is full of keys it must not forget yet. 503,
+    /// `dedupe_store_full`, with `Retry-After`.
+    DedupeStoreFull,
+    /// The client sent more requests than its quota. 429, `rate_limited`,
+    /// with `Retry-After`.
+    RateLimited,
+    /// The client failed authentication too often and is throttled for a
+    /// while. 429, `too_many_failed_authentications`, with `Retry-After`.
+    TooManyFailedAuthentications,
+    /// The client's address is not in the route's allowlist (or could not
+    /// be determined). 403, `client_not_allowed`.
+    ClientNotAllowed,
 }
 
 impl RejectionKind {
@@ -125,6 +143,24 @@ impl RejectionKind {
                 "Body could not be read",
             ),
             InvalidJson => (StatusCode::BAD_REQUEST, "invalid_json", "Body is not valid JSON"),
+            InProgress => (StatusCode::CONFLICT, "in_progress", "Delivery in progress"),
+            DedupeStoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dedupe_store_unavailable",
+                "Dedupe store unavailable",
+            ),
+            DedupeStoreFull => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dedupe_store_full",
+                "Dedupe store full",
+            ),
+            RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests"),
+            TooManyFailedAuthentications => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failed_authentications",
+                "Too many failed authentications",
+            ),
+            ClientNotAllowed => (StatusCode::FORBIDDEN, "client_not_allowed", "Client not allowed"),
         }
     }
 
@@ -199,6 +235,7 @@ pub struct Rejection {
     provider: Option<Provider>,
     timestamp: Option<TimestampContext>,
     body_limit: Option<usize>,
+    retry_after: Option<Duration>,
 }
 
 impl Rejection {
@@ -211,7 +248,20 @@ impl Rejection {
             provider: None,
             timestamp: None,
             body_limit: None,
+            retry_after: None,
         }
+    }
+
+    /// Asks the client to retry after `after`: the response gets a
+    /// `Retry-After` header in whole seconds, rounded up, at least 1.
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// When the client should retry, for 409, 429 and 503 rejections.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     pub(crate) fn stale(timestamp: i64, now: i64, skew: i64, tolerance: Duration) -> Self {
@@ -298,6 +348,12 @@ impl Rejection {
         if let (Some(limit), Some(map)) = (self.body_limit, doc.as_object_mut()) {
             map.insert("limit".into(), limit.into());
         }
+        if let (Some(after), Some(map)) = (self.retry_after, doc.as_object_mut()) {
+            map.insert(
+                "retry_after".into(),
+                crate::dedupe::retry_after_secs(after).into(),
+            );
+        }
         let mut response = (status, doc.to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(
@@ -306,6 +362,12 @@ impl Rejection {
         );
         if self.kind == RejectionKind::MethodNotAllowed {
             headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        if let Some(after) = self.retry_after {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::dedupe::retry_after_secs(after)),
+            );
         }
         response.extensions_mut().insert(self.clone());
         response
@@ -347,6 +409,35 @@ mod tests {
             assert!(kind.is_authentication_failure());
         }
         assert!(!BodyTooLarge.is_authentication_failure());
+        assert!(!RateLimited.is_authentication_failure());
+        assert!(!TooManyFailedAuthentications.is_authentication_failure());
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_and_at_least_one() {
+        for (after, header) in [
+            (0, "1"),
+            (1, "1"),
+            (999, "1"),
+            (1000, "1"),
+            (1001, "2"),
+            (60_000, "60"),
+        ] {
+            let r = Rejection::new(RejectionKind::RateLimited, "slow down")
+                .with_retry_after(Duration::from_millis(after));
+            let response = r.to_response();
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(
+                response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()),
+                Some(header),
+                "{after} ms"
+            );
+        }
+        let plain = Rejection::new(RejectionKind::SignatureMismatch, "no").to_response();
+        assert!(plain.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[test]

@@ -191,6 +191,18 @@ impl Scheme {
         }
     }
 
+    /// Whether [`VerifiedWebhook::delivery_id`](crate::VerifiedWebhook::delivery_id)
+    /// comes from signed bytes, so it can be a dedupe key: Stripe's body
+    /// `id`, `webhook-id`, Slack's body `event_id`, a custom id header that
+    /// is signed. GitHub's and Shopify's id headers are not signed.
+    pub(crate) fn signs_delivery_id(&self) -> bool {
+        match &self.kind {
+            Kind::Stripe | Kind::Standard | Kind::Slack => true,
+            Kind::GitHub | Kind::Shopify => false,
+            Kind::Custom(c) => c.signs_delivery_id(),
+        }
+    }
+
     /// How to read the delivery id and event type from a verified body, for
     /// schemes that keep them there.
     pub(crate) fn body_fields(&self) -> Option<BodyFieldsFn> {

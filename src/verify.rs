@@ -51,6 +51,7 @@ use http::{header, HeaderMap, Method};
 use subtle::ConstantTimeEq as _;
 
 use crate::clock::{Clock, SystemClock};
+use crate::dedupe::{Dedupe, DedupeKey, Retention};
 use crate::delivery::VerifiedWebhook;
 use crate::scheme::{Parsed, Piece};
 use crate::secret::KeyedMac;
@@ -84,6 +85,7 @@ struct Inner {
     max_body: usize,
     clock: Arc<dyn Clock>,
     on_rejection: Option<RejectionHandler>,
+    dedupe: Option<(Dedupe, Retention)>,
 }
 
 /// Builder for [`Verifier`]; start with [`Verifier::builder`].
@@ -95,6 +97,7 @@ pub struct VerifierBuilder {
     max_body: NonZeroUsize,
     clock: Arc<dyn Clock>,
     on_rejection: Option<RejectionHandler>,
+    dedupe: Option<Dedupe>,
 }
 
 impl Verifier {
@@ -108,6 +111,7 @@ impl Verifier {
             max_body: NonZeroUsize::new(DEFAULT_MAX_BODY_BYTES).unwrap_or(NonZeroUsize::MIN),
             clock: Arc::new(SystemClock),
             on_rejection: None,
+            dedupe: None,
         }
     }
 
@@ -129,6 +133,22 @@ impl Verifier {
     /// How many secrets are accepted.
     pub fn secret_count(&self) -> usize {
         self.inner.keys.len()
+    }
+
+    /// The route's deduplication and its retention times, if configured.
+    pub(crate) fn dedupe(&self) -> Option<&(Dedupe, Retention)> {
+        self.inner.dedupe.as_ref()
+    }
+
+    /// The dedupe key of a verified delivery: its signed id when the scheme
+    /// signs one, else a digest of the body.
+    pub(crate) fn dedupe_key(&self, namespace: &str, hook: &VerifiedWebhook) -> DedupeKey {
+        if self.inner.scheme.signs_delivery_id() {
+            if let Some(id) = hook.delivery_id() {
+                return DedupeKey::from_id(namespace, id.as_bytes());
+            }
+        }
+        DedupeKey::from_body(namespace, hook.body())
     }
 
     /// A tower layer that verifies every request before the inner service
@@ -263,6 +283,7 @@ impl fmt::Debug for Verifier {
             .field("secrets", &self.inner.keys)
             .field("tolerance", &self.inner.tolerance)
             .field("max_body_bytes", &self.inner.max_body)
+            .field("dedupe", &self.inner.dedupe)
             .finish_non_exhaustive()
     }
 }
@@ -314,13 +335,23 @@ impl VerifierBuilder {
         self
     }
 
+    /// Deduplicates the route's deliveries after they are verified: see
+    /// [`dedupe`](crate::dedupe). Without it every verified delivery reaches
+    /// the handler, retries and replays included.
+    pub fn dedupe(mut self, dedupe: Dedupe) -> Self {
+        self.dedupe = Some(dedupe);
+        self
+    }
+
     /// Checks the configuration and keys every secret once.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] if no secret is given, a secret is empty, only
     /// whitespace or has whitespace around it, a Standard Webhooks secret is
-    /// not valid base64, or the tolerance is under one second.
+    /// not valid base64, or the tolerance is under one second; a
+    /// [`ConfigError::InvalidDedupe`] if the dedupe replay window is
+    /// shorter than the tolerance.
     pub fn build(self) -> Result<Verifier, ConfigError> {
         if self.tolerance.as_secs() == 0 {
             return Err(ConfigError::ZeroTolerance);
@@ -337,6 +368,13 @@ impl VerifierBuilder {
                 KeyedMac::new(index, &key, secret.label().map(Arc::from))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let dedupe = match self.dedupe {
+            Some(d) => {
+                let times = d.retention(self.tolerance)?;
+                Some((d, times))
+            }
+            None => None,
+        };
         Ok(Verifier {
             inner: Arc::new(Inner {
                 scheme: self.scheme,
@@ -345,6 +383,7 @@ impl VerifierBuilder {
                 max_body: self.max_body.get(),
                 clock: self.clock,
                 on_rejection: self.on_rejection,
+                dedupe,
             }),
         })
     }
@@ -357,6 +396,7 @@ impl fmt::Debug for VerifierBuilder {
             .field("secrets", &self.secrets)
             .field("tolerance", &self.tolerance)
             .field("max_body_bytes", &self.max_body)
+            .field("dedupe", &self.dedupe)
             .finish_non_exhaustive()
     }
 }

@@ -412,7 +412,12 @@ mod tests {
         // Past the replay window the old key may go, to make room.
         clock.advance(601);
         assert_eq!(s.claim_now(&k2, tok, t).ok(), Some(Claim::Acquired));
+        // k1 was evicted for it; k2's live claim is never evicted.
+        assert!(s.claim_now(&k1, tok, t).is_err());
+        assert!(s.complete_now(&k2, tok, t).is_ok());
+        clock.advance(601);
         assert_eq!(s.claim_now(&k1, tok, t).ok(), Some(Claim::Acquired));
+        assert_eq!(s.len(), 1);
     }
 
     #[test]

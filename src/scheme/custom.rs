@@ -138,6 +138,15 @@ impl CustomScheme {
         self.timestamp_header.as_ref()
     }
 
+    /// Whether the delivery-id header is part of the signed content.
+    pub(crate) fn signs_delivery_id(&self) -> bool {
+        self.id_header.as_ref().is_some_and(|id| {
+            self.content
+                .iter()
+                .any(|p| matches!(p, SignedPiece::Header(h) if h == id))
+        })
+    }
+
     pub(crate) fn parse<'a>(&'a self, headers: &'a HeaderMap) -> Result<Parsed<'a>, Rejection> {
         let raw = super::required(
             headers,

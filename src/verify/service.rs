@@ -29,7 +29,7 @@ impl<S, B> Service<Request<B>> for VerifyWebhook<S>
 where
     S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    S::Error: 'static,
+    S::Error: Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,
 {
     type Response = Response;
@@ -46,9 +46,13 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
         ResponseFuture::new(async move {
-            match accept(&verifier, req).await {
-                Ok(req) => inner.call(req).await,
-                Err(rejection) => Ok(verifier.reject(rejection)),
+            let req = match accept(&verifier, req).await {
+                Ok(req) => req,
+                Err(rejection) => return Ok(verifier.reject(rejection)),
+            };
+            match verifier.dedupe() {
+                Some((dedupe, times)) => crate::dedupe::run(&verifier, dedupe, *times, req, inner).await,
+                None => inner.call(req).await,
             }
         })
     }

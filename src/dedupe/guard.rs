@@ -1,0 +1,170 @@
+//! The dedupe step of the layer: claim, run the handler, complete or
+//! release.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::Request;
+use tower::Service;
+
+use super::{Claim, Dedupe, DedupeKey, DedupeStore, LeaseToken, Retention, StoreError, StoreErrorKind};
+use crate::{Rejection, RejectionKind, VerifiedWebhook, Verifier};
+
+/// How often, and how far apart, a failed `complete` is retried in the
+/// background.
+const COMPLETE_RETRIES: [Duration; 4] = [
+    Duration::from_millis(200),
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(15),
+];
+
+/// Runs `inner` for a verified request at most once per dedupe key.
+pub(crate) async fn run<S>(
+    verifier: &Verifier,
+    dedupe: &Dedupe,
+    times: Retention,
+    req: Request<Body>,
+    mut inner: S,
+) -> Result<Response, S::Error>
+where
+    S: Service<Request<Body>, Response = Response>,
+{
+    let Some(hook) = req.extensions().get::<VerifiedWebhook>().cloned() else {
+        // The layer always inserts it before this step.
+        return Ok(verifier.reject(Rejection::new(
+            RejectionKind::DedupeStoreUnavailable,
+            "the delivery was not verified",
+        )));
+    };
+    let key = verifier.dedupe_key(dedupe.namespace(), &hook);
+    let token = LeaseToken::random();
+    let store = dedupe.store();
+    match store.claim(&key, token, times).await {
+        Ok(Claim::Acquired) => {}
+        Ok(Claim::AlreadyProcessed) => return Ok(duplicate(&hook)),
+        Ok(Claim::InProgress { retry_after }) => {
+            return Ok(verifier.reject(
+                verifier.tag(
+                    Rejection::new(
+                        RejectionKind::InProgress,
+                        "this delivery is being processed by another request; retry later",
+                    )
+                    .with_retry_after(retry_after),
+                ),
+            ));
+        }
+        Err(e) => return Ok(verifier.reject(verifier.tag(store_failed(&e)))),
+    }
+    let mut held = Held {
+        store: Some(store.clone()),
+        key,
+        token,
+    };
+    let result = inner.call(req).await;
+    let Some(store) = held.store.take() else {
+        return result;
+    };
+    let succeeded = matches!(&result, Ok(response) if response.status().as_u16() < 400);
+    if succeeded {
+        if let Err(e) = store.complete(&key, token, times).await {
+            tracing::error!(
+                target: "webhook_guard",
+                provider = hook.provider().name(),
+                error = %e,
+                "could not mark a processed delivery in the dedupe store; retrying in the background"
+            );
+            complete_later(store, key, token, times);
+        }
+    } else if let Err(e) = store.release(&key, token).await {
+        tracing::warn!(
+            target: "webhook_guard",
+            provider = hook.provider().name(),
+            error = %e,
+            "could not release a failed delivery's claim; it frees itself when its lease ends"
+        );
+    }
+    result
+}
+
+/// The 503 for a store failure.
+fn store_failed(e: &StoreError) -> Rejection {
+    tracing::error!(target: "webhook_guard", error = %e, "dedupe store failed");
+    let (kind, detail) = match e.kind() {
+        StoreErrorKind::Full => (
+            RejectionKind::DedupeStoreFull,
+            "the dedupe store is full of recent deliveries; retry later",
+        ),
+        _ => (
+            RejectionKind::DedupeStoreUnavailable,
+            "the dedupe store is unavailable; nothing was processed, retry later",
+        ),
+    };
+    Rejection::new(kind, detail).with_retry_after(e.retry_after())
+}
+
+/// 200 `{"status":"duplicate","id":…,"type":…}`.
+fn duplicate(hook: &VerifiedWebhook) -> Response {
+    tracing::info!(
+        target: "webhook_guard",
+        provider = hook.provider().name(),
+        id = hook.delivery_id(),
+        "duplicate delivery; the handler does not run again"
+    );
+    let body = serde_json::json!({
+        "status": "duplicate",
+        "id": hook.delivery_id(),
+        "type": hook.event_type(),
+    });
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn complete_later(store: Arc<dyn DedupeStore>, key: DedupeKey, token: LeaseToken, times: Retention) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        for delay in COMPLETE_RETRIES {
+            tokio::time::sleep(delay).await;
+            if store.complete(&key, token, times).await.is_ok() {
+                return;
+            }
+        }
+        tracing::error!(
+            target: "webhook_guard",
+            "gave up marking a processed delivery; a retry after its lease may be processed again"
+        );
+    });
+}
+
+/// A claim held while the handler runs. If the handler's future is dropped
+/// (the client went away, a timeout layer fired) the claim is released, so
+/// the provider's retry is processed.
+struct Held {
+    store: Option<Arc<dyn DedupeStore>>,
+    key: DedupeKey,
+    token: LeaseToken,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        let (key, token) = (self.key, self.token);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = store.release(&key, token).await;
+            });
+        }
+    }
+}
