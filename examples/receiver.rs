@@ -13,7 +13,7 @@
 //! naming it and exit code 2.
 
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -22,7 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use webhook_guard::{Provider, VerifiedWebhook, Verifier};
+use webhook_guard::dedupe::{Dedupe, DedupeStore, MemoryStore};
+use webhook_guard::{Networks, Provider, ProxyHeader, RateLimiter, VerifiedWebhook, Verifier};
 
 mod common;
 use common::{EnvError, ROUTES};
@@ -34,6 +35,8 @@ const FAILING_EVENT: &str = "test.handler_error";
 struct Config {
     addr: SocketAddr,
     verifiers: Vec<(&'static str, Verifier)>,
+    limiter: RateLimiter,
+    store: &'static str,
 }
 
 fn number(var: &'static str, default: u64, what: &str) -> Result<u64, EnvError> {
@@ -57,12 +60,24 @@ fn config() -> Result<Config, EnvError> {
         .ok()
         .and_then(NonZeroUsize::new)
         .ok_or_else(|| EnvError::new("WEBHOOK_MAX_BODY_BYTES", "is too large"))?;
-    if common::var("WEBHOOK_REDIS_URL")?.is_some() {
-        return Err(EnvError::new(
-            "WEBHOOK_REDIS_URL",
-            "is set, but this receiver was built without the `redis` feature",
-        ));
-    }
+    let per_second = rate("WEBHOOK_RATE_PER_SEC", 50)?;
+    let burst = rate("WEBHOOK_RATE_BURST", 100)?;
+    let trusted = match common::var("WEBHOOK_TRUSTED_PROXIES")? {
+        Some(list) => {
+            Networks::parse(&list).map_err(|e| EnvError::new("WEBHOOK_TRUSTED_PROXIES", e.to_string()))?
+        }
+        None => Networks::none(),
+    };
+    let limiter = RateLimiter::builder()
+        .per_second(per_second)
+        .burst(burst)
+        .trusted_proxies(trusted)
+        // The demo believes whichever forwarding header its proxy sends;
+        // pin one with `ProxyHeader::XForwardedFor` or `Forwarded` in
+        // production, matching what your proxy writes.
+        .proxy_header(ProxyHeader::XForwardedForThenForwarded)
+        .build();
+    let (store, store_name) = store()?;
     let mut verifiers = Vec::new();
     for route in &ROUTES {
         let (secrets, is_default) = common::secrets(route)?;
@@ -76,11 +91,51 @@ fn config() -> Result<Config, EnvError> {
             .secrets(secrets)
             .tolerance(Duration::from_secs(tolerance))
             .max_body_bytes(max_body)
+            .dedupe(
+                Dedupe::builder(store.clone(), route.name)
+                    .build()
+                    .map_err(|e| EnvError::new("WEBHOOK_REDIS_URL", e.to_string()))?,
+            )
             .build()
             .map_err(|e| EnvError::new(route.env, e.to_string()))?;
         verifiers.push((route.name, verifier));
     }
-    Ok(Config { addr, verifiers })
+    Ok(Config {
+        addr,
+        verifiers,
+        limiter,
+        store: store_name,
+    })
+}
+
+/// A per-second rate or a burst: a whole number greater than 0.
+fn rate(var: &'static str, default: u32) -> Result<NonZeroU32, EnvError> {
+    let n = number(var, u64::from(default), "a whole number")?;
+    u32::try_from(n)
+        .ok()
+        .and_then(NonZeroU32::new)
+        .ok_or_else(|| EnvError::new(var, "is too large"))
+}
+
+/// The dedupe store: Redis when `WEBHOOK_REDIS_URL` is set (feature
+/// `redis`), else in memory. One store serves every route; keys are
+/// namespaced by route.
+fn store() -> Result<(std::sync::Arc<dyn DedupeStore>, &'static str), EnvError> {
+    match common::var("WEBHOOK_REDIS_URL")? {
+        None => Ok((std::sync::Arc::new(MemoryStore::new()), "in-memory")),
+        #[cfg(feature = "redis")]
+        Some(url) => {
+            let store = webhook_guard::dedupe::RedisStore::builder(url.trim())
+                .build()
+                .map_err(|e| EnvError::new("WEBHOOK_REDIS_URL", e.to_string()))?;
+            Ok((std::sync::Arc::new(store), "redis"))
+        }
+        #[cfg(not(feature = "redis"))]
+        Some(_) => Err(EnvError::new(
+            "WEBHOOK_REDIS_URL",
+            "is set, but this receiver was built without the `redis` feature (add --features redis)",
+        )),
+    }
 }
 
 /// The application: one verified route per provider, plus `/healthz`.
@@ -167,7 +222,8 @@ async fn main() -> ExitCode {
         .map(|(name, _)| format!("/webhooks/{name}"))
         .collect();
     println!("routes: POST {}; GET /healthz", routes.join(", "));
-    let app = app(&config).into_make_service_with_connect_info::<SocketAddr>();
+    println!("dedupe store: {}; rate limit: {:?}", config.store, config.limiter);
+    let app = config.limiter.clone().into_make_service(app(&config));
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

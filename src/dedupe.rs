@@ -298,7 +298,7 @@ pub trait DedupeStore: Send + Sync + 'static {
     fn release<'a>(&'a self, key: &'a DedupeKey, token: LeaseToken) -> StoreFuture<'a, ()>;
 }
 
-impl<S: DedupeStore> DedupeStore for Arc<S> {
+impl<S: DedupeStore + ?Sized> DedupeStore for Arc<S> {
     fn claim<'a>(
         &'a self,
         key: &'a DedupeKey,

@@ -3,11 +3,13 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod body;
+pub mod client_ip;
 mod clock;
 pub mod dedupe;
 mod delivery;
 mod error;
 pub mod manual;
+pub mod rate_limit;
 mod rejection;
 pub mod scheme;
 mod secret;
@@ -16,9 +18,11 @@ pub mod test_util;
 mod timestamp;
 mod verify;
 
+pub use client_ip::{ClientIp, Networks, ProxyHeader};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use delivery::{MissingVerification, VerifiedWebhook};
 pub use error::ConfigError;
+pub use rate_limit::RateLimiter;
 pub use rejection::{Rejection, RejectionKind, TimestampContext};
 pub use scheme::{CustomScheme, CustomSchemeBuilder, Provider, Scheme, SignatureEncoding, SignedPiece};
 pub use secret::Secret;

@@ -55,7 +55,7 @@ use crate::dedupe::{Dedupe, DedupeKey, Retention};
 use crate::delivery::VerifiedWebhook;
 use crate::scheme::{Parsed, Piece};
 use crate::secret::KeyedMac;
-use crate::{ConfigError, Rejection, RejectionKind, Scheme, Secret};
+use crate::{ClientIp, ConfigError, Networks, Rejection, RejectionKind, Scheme, Secret};
 
 mod future;
 mod layer;
@@ -86,6 +86,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     on_rejection: Option<RejectionHandler>,
     dedupe: Option<(Dedupe, Retention)>,
+    allowed_clients: Option<Networks>,
 }
 
 /// Builder for [`Verifier`]; start with [`Verifier::builder`].
@@ -98,6 +99,7 @@ pub struct VerifierBuilder {
     clock: Arc<dyn Clock>,
     on_rejection: Option<RejectionHandler>,
     dedupe: Option<Dedupe>,
+    allowed_clients: Option<Networks>,
 }
 
 impl Verifier {
@@ -112,6 +114,7 @@ impl Verifier {
             clock: Arc::new(SystemClock),
             on_rejection: None,
             dedupe: None,
+            allowed_clients: None,
         }
     }
 
@@ -219,6 +222,39 @@ impl Verifier {
             RejectionKind::SignatureMismatch,
             "no signature in the request matches any configured secret",
         )))
+    }
+
+    /// Step 0: the route's allowlist, if any. The client address is the
+    /// one the [`RateLimiter`](crate::RateLimiter) resolved, else axum's
+    /// `ConnectInfo` peer; with neither, the request is refused (fail
+    /// closed) and the misconfiguration logged.
+    pub(crate) fn check_client(&self, extensions: &http::Extensions) -> Result<(), Rejection> {
+        let Some(allowed) = &self.inner.allowed_clients else {
+            return Ok(());
+        };
+        let client = extensions.get::<ClientIp>().map(ClientIp::ip).or_else(|| {
+            extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip())
+        });
+        match client {
+            Some(ip) if allowed.contains(ip) => Ok(()),
+            Some(_) => Err(self.tag(Rejection::new(
+                RejectionKind::ClientNotAllowed,
+                "this route accepts deliveries only from the provider's published addresses",
+            ))),
+            None => {
+                tracing::error!(
+                    target: "webhook_guard",
+                    "a route with an allowlist was served without the client address; \
+                     serve the app through RateLimiter::into_make_service or with connect info"
+                );
+                Err(self.tag(Rejection::new(
+                    RejectionKind::ClientNotAllowed,
+                    "the client address could not be determined",
+                )))
+            }
+        }
     }
 
     /// Steps 1 to 3, on the request head only.
@@ -343,6 +379,16 @@ impl VerifierBuilder {
         self
     }
 
+    /// Accepts deliveries only from clients in `networks` (403
+    /// `client_not_allowed` otherwise), for providers that publish their
+    /// sender ranges. Checked before anything else on the route. The
+    /// client address is the one the [`RateLimiter`](crate::RateLimiter)
+    /// resolved (so trusted proxies are honoured).
+    pub fn allowed_clients(mut self, networks: Networks) -> Self {
+        self.allowed_clients = Some(networks);
+        self
+    }
+
     /// Checks the configuration and keys every secret once.
     ///
     /// # Errors
@@ -384,6 +430,7 @@ impl VerifierBuilder {
                 clock: self.clock,
                 on_rejection: self.on_rejection,
                 dedupe,
+                allowed_clients: self.allowed_clients,
             }),
         })
     }

@@ -66,6 +66,7 @@ where
     B: http_body::Body<Data = Bytes>,
 {
     let (mut parts, body) = req.into_parts();
+    verifier.check_client(&parts.extensions)?;
     let hint = verifier.check_head(&parts.method, &parts.headers)?;
     let verified = {
         let parsed = verifier.check_headers(&parts.headers)?;
