@@ -3,6 +3,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod body;
+pub mod client_ip;
 mod clock;
 pub mod dedupe;
 mod delivery;
@@ -16,6 +17,7 @@ pub mod test_util;
 mod timestamp;
 mod verify;
 
+pub use client_ip::{ClientIp, Networks, ProxyHeader};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use delivery::{MissingVerification, VerifiedWebhook};
 pub use error::ConfigError;
