@@ -271,8 +271,6 @@ pub enum ProxyHeader {
 pub struct ClientIp(IpAddr);
 
 impl ClientIp {
-    // Used by the rate limiter once it lands.
-    #[allow(dead_code)]
     pub(crate) fn new(ip: IpAddr) -> Self {
         Self(ip.to_canonical())
     }
@@ -323,15 +321,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 
 /// How to find the client: the trusted proxies and which header they write.
 #[derive(Clone, Debug, Default)]
-// Used by the rate limiter once it lands.
-#[allow(dead_code)]
 pub(crate) struct ClientIpConfig {
     pub(crate) trusted: Networks,
     pub(crate) header: ProxyHeader,
 }
 
-// Used by the rate limiter once it lands.
-#[allow(dead_code)]
 impl ClientIpConfig {
     /// The client IP of a request that arrived from socket peer `peer`.
     ///
@@ -373,8 +367,6 @@ impl ClientIpConfig {
 /// included) on its own, an IPv6 address by its /64 prefix, since one host
 /// usually holds a whole /64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-// Used by the rate limiter once it lands.
-#[allow(dead_code)]
 pub(crate) enum IpKey {
     /// A whole IPv4 address.
     V4(u32),
@@ -382,8 +374,6 @@ pub(crate) enum IpKey {
     V6(u64),
 }
 
-// Used by the rate limiter once it lands.
-#[allow(dead_code)]
 impl IpKey {
     /// The bucket of `ip`.
     pub(crate) fn of(ip: IpAddr) -> Self {

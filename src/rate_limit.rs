@@ -130,7 +130,7 @@ impl Bounded {
     /// must fall back to the overflow quota.
     fn check(&self, key: &IpKey) -> Option<Result<(), Duration>> {
         let calls = self.calls.fetch_add(1, Ordering::Relaxed);
-        if calls % MEASURE_EVERY == 0 || self.saturated.load(Ordering::Relaxed) {
+        if calls.is_multiple_of(MEASURE_EVERY) || self.saturated.load(Ordering::Relaxed) {
             self.maintain();
         }
         if self.saturated.load(Ordering::Relaxed) {
@@ -187,7 +187,10 @@ impl Failures {
         if self.locked.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let mut map = self.lockouts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .lockouts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let until = *map.get(key)?;
         let now = Instant::now();
         if until > now {
@@ -208,7 +211,10 @@ impl Failures {
             None => Duration::from_secs(1),
         };
         let now = Instant::now();
-        let mut map = self.lockouts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .lockouts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() >= self.max {
             map.retain(|_, until| *until > now);
             map.shrink_to_fit();
@@ -443,7 +449,8 @@ mod tests {
         for _ in 0..3 {
             assert!(refused(&l.check(ip("127.0.0.2"), &h)).is_none());
         }
-        let (kind, wait) = refused(&l.check(ip("127.0.0.2"), &h)).unwrap_or((RejectionKind::InvalidJson, None));
+        let (kind, wait) =
+            refused(&l.check(ip("127.0.0.2"), &h)).unwrap_or((RejectionKind::InvalidJson, None));
         assert_eq!(kind, RejectionKind::RateLimited);
         assert!(wait.is_some_and(|w| w > Duration::ZERO && w <= Duration::from_secs(1)));
         // Another client has its own quota.
@@ -472,7 +479,10 @@ mod tests {
         }
         l.failed_authentication(bad);
         let verdict = refused(&l.check(bad, &h));
-        assert_eq!(verdict.map(|v| v.0), Some(RejectionKind::TooManyFailedAuthentications));
+        assert_eq!(
+            verdict.map(|v| v.0),
+            Some(RejectionKind::TooManyFailedAuthentications)
+        );
         assert!(verdict.and_then(|v| v.1).is_some_and(|w| w > Duration::ZERO));
         assert!(refused(&l.check(ip("127.0.0.10"), &h)).is_none());
     }

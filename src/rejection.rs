@@ -233,9 +233,16 @@ pub struct Rejection {
     kind: RejectionKind,
     detail: Cow<'static, str>,
     provider: Option<Provider>,
-    timestamp: Option<TimestampContext>,
-    body_limit: Option<usize>,
-    retry_after: Option<Duration>,
+    context: Context,
+}
+
+/// The one piece of context a rejection may carry.
+#[derive(Debug, Clone, Copy)]
+enum Context {
+    None,
+    Timestamp(TimestampContext),
+    BodyLimit(usize),
+    RetryAfter(Duration),
 }
 
 impl Rejection {
@@ -246,22 +253,23 @@ impl Rejection {
             kind,
             detail: detail.into(),
             provider: None,
-            timestamp: None,
-            body_limit: None,
-            retry_after: None,
+            context: Context::None,
         }
     }
 
     /// Asks the client to retry after `after`: the response gets a
     /// `Retry-After` header in whole seconds, rounded up, at least 1.
     pub fn with_retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after);
+        self.context = Context::RetryAfter(after);
         self
     }
 
     /// When the client should retry, for 409, 429 and 503 rejections.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        match self.context {
+            Context::RetryAfter(after) => Some(after),
+            _ => None,
+        }
     }
 
     pub(crate) fn stale(timestamp: i64, now: i64, skew: i64, tolerance: Duration) -> Self {
@@ -272,7 +280,7 @@ impl Rejection {
             tolerance.as_secs()
         );
         let mut r = Self::new(RejectionKind::TimestampOutOfTolerance, detail);
-        r.timestamp = Some(TimestampContext {
+        r.context = Context::Timestamp(TimestampContext {
             timestamp,
             now,
             skew,
@@ -286,7 +294,7 @@ impl Rejection {
             RejectionKind::BodyTooLarge,
             format!("the body is larger than the limit of {limit} bytes"),
         );
-        r.body_limit = Some(limit);
+        r.context = Context::BodyLimit(limit);
         r
     }
 
@@ -323,12 +331,18 @@ impl Rejection {
     /// For [`RejectionKind::TimestampOutOfTolerance`]: how far off the
     /// timestamp was.
     pub fn timestamp(&self) -> Option<&TimestampContext> {
-        self.timestamp.as_ref()
+        match &self.context {
+            Context::Timestamp(ctx) => Some(ctx),
+            _ => None,
+        }
     }
 
     /// For [`RejectionKind::BodyTooLarge`]: the limit that was exceeded.
     pub fn body_limit(&self) -> Option<usize> {
-        self.body_limit
+        match self.context {
+            Context::BodyLimit(limit) => Some(limit),
+            _ => None,
+        }
     }
 
     /// The default `application/problem+json` response, with the rejection
@@ -345,10 +359,10 @@ impl Rejection {
         if let (Some(provider), Some(map)) = (&self.provider, doc.as_object_mut()) {
             map.insert("provider".into(), provider.name().into());
         }
-        if let (Some(limit), Some(map)) = (self.body_limit, doc.as_object_mut()) {
+        if let (Some(limit), Some(map)) = (self.body_limit(), doc.as_object_mut()) {
             map.insert("limit".into(), limit.into());
         }
-        if let (Some(after), Some(map)) = (self.retry_after, doc.as_object_mut()) {
+        if let (Some(after), Some(map)) = (self.retry_after(), doc.as_object_mut()) {
             map.insert(
                 "retry_after".into(),
                 crate::dedupe::retry_after_secs(after).into(),
@@ -363,7 +377,7 @@ impl Rejection {
         if self.kind == RejectionKind::MethodNotAllowed {
             headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
         }
-        if let Some(after) = self.retry_after {
+        if let Some(after) = self.retry_after() {
             headers.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(crate::dedupe::retry_after_secs(after)),
