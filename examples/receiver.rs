@@ -31,6 +31,9 @@ use common::{EnvError, ROUTES};
 /// The demo handler fails on purpose for this event type, to show that a
 /// failed delivery is answered 500 (and so retried by the provider).
 const FAILING_EVENT: &str = "test.handler_error";
+/// The demo handler takes two seconds for this event type, so a concurrent
+/// identical delivery can be seen getting 409 (in progress).
+const SLOW_EVENT: &str = "test.slow_handler";
 
 struct Config {
     addr: SocketAddr,
@@ -162,6 +165,9 @@ async fn handle(hook: VerifiedWebhook) -> Response {
     };
     if *hook.provider() == Provider::Slack && body.get("type") == Some(&json!("url_verification")) {
         return Json(json!({ "challenge": body.get("challenge") })).into_response();
+    }
+    if hook.event_type() == Some(SLOW_EVENT) {
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     if hook.event_type() == Some(FAILING_EVENT) {
         tracing::error!(provider = %hook.provider(), id = hook.delivery_id(), "demo handler failed");

@@ -308,7 +308,7 @@ impl RateLimiter {
                 Rejection::new(
                     RejectionKind::RateLimited,
                     format!(
-                        "this client sent more than {} requests a second (burst {}); retry later",
+                        "this client is over its quota of {} requests a second (burst {}); retry later",
                         inner.per_second, inner.burst
                     ),
                 )
