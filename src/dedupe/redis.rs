@@ -1,1 +1,549 @@
-//! The Redis dedupe store (feature `redis`). Placeholder being written.
+//! The Redis dedupe store (feature `redis`): one set of keys shared by every
+//! receiver behind a load balancer.
+//!
+//! Each key is one Redis string named `prefix + 64 hex digits` (the
+//! [`DedupeKey`], never client data), holding either `p:<token>` (claimed,
+//! expiring after the lease) or `d` (processed, expiring after the
+//! idempotency retention). Every operation is one small Lua script, so
+//! checking and changing a key is a single atomic step on the server.
+//!
+//! The store connects lazily, on first use, and reconnects by itself: it
+//! can be built while Redis is down, answers [`StoreError`] (503 with
+//! `Retry-After`) while it stays down, and resumes when it comes back.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, ErrorKind, RedisError, RedisResult, Script, ServerErrorKind};
+use tokio::sync::Mutex;
+use zeroize::Zeroizing;
+
+use super::{Claim, DedupeKey, DedupeStore, LeaseToken, Retention, StoreError, StoreFuture};
+use crate::ConfigError;
+
+const DEFAULT_KEY_PREFIX: &str = "webhook-guard:dedupe:";
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+const UNREACHABLE: &str = "the Redis dedupe store is unreachable";
+
+/// The largest TTL sent to Redis, in milliseconds (about 146 million
+/// years): Redis rejects expiry times that overflow when added to its
+/// clock, so longer durations saturate here.
+const MAX_TTL_MS: u64 = 1 << 62;
+
+/// `KEYS[1]` the key, `ARGV[1]` `p:<token>`, `ARGV[2]` the lease in ms.
+/// Returns -1 (acquired), -2 (already processed) or the holder's remaining
+/// lease in ms (at least 1).
+const CLAIM_LUA: &str = r"
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return -1
+end
+if v == 'd' then
+  return -2
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  -- A claim without an expiry would block the key forever: give it a lease.
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(ARGV[2])
+end
+if ttl < 1 then
+  return 1
+end
+return ttl
+";
+
+/// `KEYS[1]` the key, `ARGV[1]` `p:<token>`, `ARGV[2]` the idempotency
+/// retention in ms. Marks the key processed if it is free or ours.
+const COMPLETE_LUA: &str = r"
+local v = redis.call('GET', KEYS[1])
+if (not v) or v == ARGV[1] then
+  redis.call('SET', KEYS[1], 'd', 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// `KEYS[1]` the key, `ARGV[1]` `p:<token>`. Frees the key if it is ours.
+const RELEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
+/// A [`DedupeStore`] in Redis, shared by every receiver that points at the
+/// same server and key prefix. Cheap to clone; clones share one connection.
+///
+/// Build it with [`RedisStore::builder`]. Building parses the URL but does
+/// **not** connect: the store connects on first use and reconnects by
+/// itself, so a receiver can start while Redis is down. While Redis is
+/// unreachable every operation fails within the
+/// [timeout](RedisStoreBuilder::timeout) with an
+/// [`Unavailable`](super::StoreErrorKind::Unavailable) [`StoreError`]
+/// (the layer answers 503 with `Retry-After`, and runs nothing); service
+/// resumes by itself when Redis is back. Call [`ping`](RedisStore::ping) at
+/// start-up if you would rather fail fast.
+///
+/// # Keys
+///
+/// One Redis string per delivery, named `prefix` followed by the 64 hex
+/// digits of its [`DedupeKey`] (nothing a client sent), holding
+/// `p:<lease token>` while claimed (expiring after the lease) or `d` once
+/// processed (expiring after the idempotency retention). Every operation is
+/// a small Lua script, so claiming is atomic across all receivers. A
+/// processed key lives for the idempotency retention, which is never
+/// shorter than the replay window: the replay-window guarantee holds as
+/// long as Redis keeps keys until they expire.
+///
+/// # Eviction
+///
+/// **Redis must not evict these keys early.** A key evicted under memory
+/// pressure is a delivery forgotten, and a replay that gets through.
+/// Configure the server with `maxmemory-policy noeviction` (writes then
+/// fail when memory is full, which this store reports as a 503), or
+/// `volatile-ttl` (evicts the keys closest to expiry first) on a server
+/// whose other keys can spare it; never an `allkeys-*` or `volatile-lru`/
+/// `volatile-lfu`/`volatile-random` policy shared with other data. Use a
+/// persistent, replicated Redis if forgetting keys on a restart matters.
+///
+/// # Secrets
+///
+/// The URL may hold a password. Neither `Debug` (it shows only the key
+/// prefix), nor [`ConfigError`], nor [`StoreError`] ever contain it.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use webhook_guard::dedupe::{Dedupe, RedisStore};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::builder("redis://:password@127.0.0.1:6379/0")
+///     .key_prefix("billing:webhooks:")
+///     .timeout(Duration::from_millis(300))
+///     .build()?;
+/// store.ping().await?; // optional: fail at start-up if Redis is down
+///
+/// // One store for every route; one namespace per route.
+/// let stripe = Dedupe::builder(store.clone(), "stripe").build()?;
+/// let github = Dedupe::builder(store, "github").build()?;
+/// # let _ = (stripe, github);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    prefix: String,
+    timeout: Duration,
+    retry_after: Duration,
+    slot: Mutex<Slot>,
+    claim: Script,
+    complete: Script,
+    release: Script,
+}
+
+/// The connection, created on first use.
+#[derive(Default)]
+struct Slot {
+    /// The manager and its generation, once a first connection succeeded.
+    manager: Option<(u64, ConnectionManager)>,
+    next_generation: u64,
+    /// When the last attempt to create the manager failed.
+    failed_at: Option<Instant>,
+}
+
+/// Builder for [`RedisStore`], from [`RedisStore::builder`].
+#[must_use]
+pub struct RedisStoreBuilder {
+    url: Zeroizing<String>,
+    key_prefix: String,
+    timeout: Duration,
+    retry_after: Duration,
+}
+
+impl RedisStore {
+    /// Starts configuring a store for the server at `url`, e.g.
+    /// `redis://127.0.0.1:6379/0`, `redis://:password@host:6379/0` or
+    /// `redis+unix:///run/redis.sock`. The URL is parsed by
+    /// [`build`](RedisStoreBuilder::build); nothing connects until first use.
+    pub fn builder(url: &str) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: Zeroizing::new(url.to_owned()),
+            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            retry_after: DEFAULT_RETRY_AFTER,
+        }
+    }
+
+    /// Connects (if not yet connected) and sends `PING`, within the
+    /// timeout: a start-up check. Optional: the store connects by itself on
+    /// first use.
+    ///
+    /// # Errors
+    ///
+    /// An [`Unavailable`](super::StoreErrorKind::Unavailable) [`StoreError`]
+    /// if Redis cannot be reached or does not answer in time.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
+            .await
+            .map(drop)
+    }
+
+    /// The Redis key of `key`: the prefix and 64 hex digits.
+    fn redis_key(&self, key: &DedupeKey) -> String {
+        let mut name = String::with_capacity(self.inner.prefix.len() + 64);
+        name.push_str(&self.inner.prefix);
+        name.push_str(&key.to_hex());
+        name
+    }
+
+    /// Runs `op` on the connection (connecting first if needed), all within
+    /// the timeout.
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let started = Instant::now();
+        let attempt = async {
+            let (generation, conn) = self.manager(started).await?;
+            match op(conn).await {
+                Ok(value) => Ok(value),
+                Err(e) => {
+                    if needs_new_manager(&e) {
+                        self.forget_manager(generation).await;
+                    }
+                    Err(self.unavailable(&e))
+                }
+            }
+        };
+        match tokio::time::timeout(self.inner.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(
+                StoreError::unavailable(UNREACHABLE, self.inner.retry_after).with_source(format!(
+                    "no answer within the {} ms timeout",
+                    self.inner.timeout.as_millis()
+                )),
+            ),
+        }
+    }
+
+    /// The connection manager, created on first use. The lock is held only
+    /// while the manager is created, so concurrent first calls share one
+    /// connection attempt instead of each opening their own; a call that
+    /// waited for an attempt that failed fails too, without trying again.
+    async fn manager(&self, started: Instant) -> Result<(u64, ConnectionManager), StoreError> {
+        let mut slot = self.inner.slot.lock().await;
+        if let Some((generation, manager)) = &slot.manager {
+            return Ok((*generation, manager.clone()));
+        }
+        if slot.failed_at.is_some_and(|at| at >= started) {
+            return Err(StoreError::unavailable(UNREACHABLE, self.inner.retry_after)
+                .with_source("connecting to Redis failed"));
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.inner.timeout))
+            .set_response_timeout(Some(self.inner.timeout))
+            // Reconnection is retried once in the background; after that
+            // each failing operation starts a new attempt, so service
+            // resumes on its own however long Redis was away.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(self.inner.timeout);
+        match ConnectionManager::new_with_config(self.inner.client.clone(), config).await {
+            Ok(manager) => {
+                let generation = slot.next_generation;
+                slot.next_generation = slot.next_generation.wrapping_add(1);
+                slot.manager = Some((generation, manager.clone()));
+                slot.failed_at = None;
+                Ok((generation, manager))
+            }
+            Err(e) => {
+                slot.failed_at = Some(Instant::now());
+                Err(self.unavailable(&e))
+            }
+        }
+    }
+
+    /// Drops the manager of `generation` (if it is still the current one),
+    /// so that the next operation connects afresh.
+    async fn forget_manager(&self, generation: u64) {
+        let mut slot = self.inner.slot.lock().await;
+        if slot.manager.as_ref().is_some_and(|(g, _)| *g == generation) {
+            slot.manager = None;
+        }
+    }
+
+    /// The error for a failed Redis call, with the password (if any)
+    /// redacted from the cause.
+    fn unavailable(&self, e: &RedisError) -> StoreError {
+        let mut cause = e.to_string();
+        if let Some(password) = self
+            .inner
+            .client
+            .get_connection_info()
+            .redis_settings()
+            .password()
+            .filter(|p| !p.is_empty())
+        {
+            if cause.contains(password) {
+                cause = cause.replace(password, "<redacted>");
+            }
+        }
+        StoreError::unavailable(UNREACHABLE, self.inner.retry_after).with_source(cause)
+    }
+
+    async fn eval(
+        &self,
+        script: &Script,
+        key: &DedupeKey,
+        token: LeaseToken,
+        ttl: Option<Duration>,
+    ) -> Result<i64, StoreError> {
+        let name = self.redis_key(key);
+        let value = held_by(token);
+        self.run(|mut conn| async move {
+            let mut invocation = script.prepare_invoke();
+            invocation.key(&name).arg(&value);
+            if let Some(ttl) = ttl {
+                invocation.arg(ttl_ms(ttl));
+            }
+            invocation.invoke_async::<i64>(&mut conn).await
+        })
+        .await
+    }
+}
+
+/// Whether a failed call may have left the manager unable to recover by
+/// itself. The manager reconnects after I/O errors and dropped connections,
+/// but a reconnection that fails for another reason (a password or
+/// database the server refuses after a restart) would stick; such a
+/// manager is replaced by a fresh one on the next call.
+fn needs_new_manager(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::AuthenticationFailed
+            | ErrorKind::InvalidClientConfig
+            | ErrorKind::Client
+            | ErrorKind::RESP3NotSupported
+            | ErrorKind::Server(ServerErrorKind::ResponseError)
+    )
+}
+
+/// The value of a key claimed by `token`: `p:` and 32 hex digits.
+fn held_by(token: LeaseToken) -> String {
+    format!("p:{:032x}", token.as_u128())
+}
+
+/// Milliseconds for `PX`: saturating, and never 0 (Redis rejects `PX 0`).
+fn ttl_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_TTL_MS)
+}
+
+impl DedupeStore for RedisStore {
+    fn claim<'a>(
+        &'a self,
+        key: &'a DedupeKey,
+        token: LeaseToken,
+        times: Retention,
+    ) -> StoreFuture<'a, Claim> {
+        Box::pin(async move {
+            let lease = times.lease();
+            let answer = self.eval(&self.inner.claim, key, token, Some(lease)).await?;
+            Ok(match answer {
+                -1 => Claim::Acquired,
+                -2 => Claim::AlreadyProcessed,
+                ms => Claim::InProgress {
+                    retry_after: Duration::from_millis(u64::try_from(ms).unwrap_or(1).max(1)),
+                },
+            })
+        })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a DedupeKey,
+        token: LeaseToken,
+        times: Retention,
+    ) -> StoreFuture<'a, ()> {
+        // The idempotency retention is at least the replay window, so the
+        // key is remembered for the window as long as Redis does not evict
+        // it (see the type's docs on eviction).
+        Box::pin(async move {
+            self.eval(&self.inner.complete, key, token, Some(times.idempotency()))
+                .await
+                .map(drop)
+        })
+    }
+
+    fn release<'a>(&'a self, key: &'a DedupeKey, token: LeaseToken) -> StoreFuture<'a, ()> {
+        Box::pin(async move { self.eval(&self.inner.release, key, token, None).await.map(drop) })
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the URL or the client: they may hold a password.
+        f.debug_struct("RedisStore")
+            .field("key_prefix", &self.inner.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every key name. Default `"webhook-guard:dedupe:"`.
+    /// Give each application sharing a Redis its own prefix; receivers of
+    /// the same application must use the same one to see each other's keys.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// The longest an operation may take, connecting included, before it
+    /// fails as unavailable (503). Default 500 ms. Also the connection and
+    /// response timeouts of the underlying connection.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The `Retry-After` suggested to the sender while Redis is
+    /// unreachable. Default 5 s.
+    pub fn retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// Parses the URL and builds the store, without connecting.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidStore`] if the URL does not parse or the
+    /// timeout is zero. The reason never quotes the URL.
+    pub fn build(self) -> Result<RedisStore, ConfigError> {
+        if self.timeout.is_zero() {
+            return Err(ConfigError::InvalidStore {
+                reason: "the Redis timeout must be greater than zero".to_owned(),
+            });
+        }
+        let client = Client::open(self.url.as_str()).map_err(|_| ConfigError::InvalidStore {
+            reason: url_problem(&self.url).to_owned(),
+        })?;
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                client,
+                prefix: self.key_prefix,
+                timeout: self.timeout,
+                retry_after: self.retry_after,
+                slot: Mutex::new(Slot::default()),
+                claim: Script::new(CLAIM_LUA),
+                complete: Script::new(COMPLETE_LUA),
+                release: Script::new(RELEASE_LUA),
+            }),
+        })
+    }
+}
+
+/// Why `url` did not parse, without quoting any of it.
+fn url_problem(url: &str) -> &'static str {
+    let scheme = url
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("rediss" | "valkeys") => {
+            "the Redis URL asks for TLS, which needs a TLS feature of the redis crate \
+             (tls-rustls or tls-native-tls)"
+        }
+        Some("redis" | "valkey" | "redis+unix" | "valkey+unix" | "unix") => {
+            "the Redis URL is not valid (expected redis://[[user]:password@]host[:port][/db] \
+             or redis+unix:///path)"
+        }
+        _ => {
+            "not a Redis URL (expected redis://[[user]:password@]host[:port][/db] \
+              or redis+unix:///path)"
+        }
+    }
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the URL: it may hold a password.
+        f.debug_struct("RedisStoreBuilder")
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout", &self.timeout)
+            .field("retry_after", &self.retry_after)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_saturate_and_are_never_zero() {
+        assert_eq!(ttl_ms(Duration::ZERO), 1);
+        assert_eq!(ttl_ms(Duration::from_micros(10)), 1);
+        assert_eq!(ttl_ms(Duration::from_millis(1500)), 1500);
+        assert_eq!(ttl_ms(Duration::MAX), MAX_TTL_MS);
+    }
+
+    #[test]
+    fn tokens_are_fixed_length() {
+        assert_eq!(
+            held_by(LeaseToken::from_u128(1)),
+            format!("p:{}1", "0".repeat(31))
+        );
+        assert_eq!(held_by(LeaseToken::from_u128(u128::MAX)).len(), 34);
+    }
+
+    #[test]
+    fn keys_are_prefixed_hex() {
+        let store = RedisStore::builder("redis://127.0.0.1:1/")
+            .key_prefix("p:")
+            .build();
+        let key = DedupeKey::from_id("ns", b"evt_1");
+        let name = store.map(|s| s.redis_key(&key)).unwrap_or_default();
+        assert_eq!(name, format!("p:{}", key.to_hex()));
+        assert_eq!(name.len(), 2 + 64);
+    }
+
+    #[test]
+    fn bad_urls_never_quote_the_url() {
+        for url in [
+            "http://:hunter2@127.0.0.1:1/",
+            "redis://:hunter2@127.0.0.1:1/notadb",
+            "rediss://:hunter2@127.0.0.1:1/",
+            "hunter2",
+        ] {
+            match RedisStore::builder(url).build() {
+                Err(ConfigError::InvalidStore { reason }) => {
+                    assert!(!reason.contains("hunter2"), "{reason}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn zero_timeout_is_rejected() {
+        assert!(matches!(
+            RedisStore::builder("redis://127.0.0.1/")
+                .timeout(Duration::ZERO)
+                .build(),
+            Err(ConfigError::InvalidStore { .. })
+        ));
+    }
+}
