@@ -226,14 +226,6 @@ impl Failures {
     }
 }
 
-/// What the limiter decided for one request.
-pub(crate) enum Verdict {
-    /// Go on; the client is this address.
-    Pass(IpAddr),
-    /// Answer with this rejection.
-    Refuse(Rejection),
-}
-
 impl RateLimiter {
     /// Starts configuring a limiter. Defaults: 50 requests a second with a
     /// burst of 100 per client, no trusted proxies, 20 failed
@@ -281,19 +273,26 @@ impl RateLimiter {
         }
     }
 
-    /// Decides one request, before its body is read.
-    pub(crate) fn check(&self, peer: IpAddr, headers: &HeaderMap) -> Verdict {
+    /// Decides one request from socket peer `peer`, before its body is
+    /// read: the resolved client address, or the 429 to answer. The
+    /// services call this for you; it is public for other servers and for
+    /// benchmarks.
+    ///
+    /// # Errors
+    ///
+    /// A [`Rejection`] of kind [`RejectionKind::RateLimited`] or
+    /// [`RejectionKind::TooManyFailedAuthentications`], with its
+    /// `retry_after` set.
+    pub fn check(&self, peer: IpAddr, headers: &HeaderMap) -> Result<IpAddr, Rejection> {
         let inner = &*self.inner;
         let ip = inner.client.resolve(peer, headers);
         let key = IpKey::of(ip);
         if let Some(wait) = inner.failures.as_ref().and_then(|f| f.locked_out(&key)) {
-            return Verdict::Refuse(
-                Rejection::new(
-                    RejectionKind::TooManyFailedAuthentications,
-                    "too many requests from this client failed authentication; retry later",
-                )
-                .with_retry_after(wait),
-            );
+            return Err(Rejection::new(
+                RejectionKind::TooManyFailedAuthentications,
+                "too many requests from this client failed authentication; retry later",
+            )
+            .with_retry_after(wait));
         }
         let outcome = match inner.requests.check(&key) {
             Some(outcome) => outcome,
@@ -303,17 +302,15 @@ impl RateLimiter {
                 .map_err(|not_until| not_until.wait_time_from(inner.overflow.clock().now())),
         };
         match outcome {
-            Ok(()) => Verdict::Pass(ip),
-            Err(wait) => Verdict::Refuse(
-                Rejection::new(
-                    RejectionKind::RateLimited,
-                    format!(
-                        "this client is over its quota of {} requests a second (burst {}); retry later",
-                        inner.per_second, inner.burst
-                    ),
-                )
-                .with_retry_after(wait),
-            ),
+            Ok(()) => Ok(ip),
+            Err(wait) => Err(Rejection::new(
+                RejectionKind::RateLimited,
+                format!(
+                    "this client is over its quota of {} requests a second (burst {}); retry later",
+                    inner.per_second, inner.burst
+                ),
+            )
+            .with_retry_after(wait)),
         }
     }
 
@@ -435,11 +432,8 @@ mod tests {
             .build()
     }
 
-    fn refused(v: &Verdict) -> Option<(RejectionKind, Option<Duration>)> {
-        match v {
-            Verdict::Pass(_) => None,
-            Verdict::Refuse(r) => Some((r.kind(), r.retry_after())),
-        }
+    fn refused(v: &Result<IpAddr, Rejection>) -> Option<(RejectionKind, Option<Duration>)> {
+        v.as_ref().err().map(|r| (r.kind(), r.retry_after()))
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::response::Response;
 use http::Request;
 use tower::Service;
 
-use super::{RateLimiter, Verdict};
+use super::RateLimiter;
 use crate::client_ip::ClientIp;
 use crate::Rejection;
 
@@ -78,8 +78,8 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let client = match self.limiter.check(self.peer.ip(), req.headers()) {
-            Verdict::Pass(client) => client,
-            Verdict::Refuse(rejection) => return ResponseFuture::refused(refuse(rejection)),
+            Ok(client) => client,
+            Err(rejection) => return ResponseFuture::refused(refuse(rejection)),
         };
         let extensions = req.extensions_mut();
         extensions.insert(ClientIp::new(client));
