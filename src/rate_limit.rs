@@ -17,7 +17,7 @@
 //! 2. a client locked out for failing authentication too often gets 429
 //!    `too_many_failed_authentications`;
 //! 3. a client over its quota gets 429 `rate_limited`;
-//! 4. otherwise the request goes on, with [`ClientIp`] and axum's
+//! 4. otherwise the request goes on, with [`ClientIp`](crate::ClientIp) and axum's
 //!    `ConnectInfo<SocketAddr>` in its extensions.
 //!
 //! After the response: if it is a 401 from the [`Verifier`](crate::Verifier)

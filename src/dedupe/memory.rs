@@ -31,7 +31,7 @@ const SHARDS: usize = 16;
 /// Each key costs about 100 bytes, so the default bound of 100 000 keys is
 /// about 10 MiB at most. Only verified deliveries are claimed, so only the
 /// real sender's volume fills it: size it for your peak deliveries per
-/// replay window. Use [`RedisStore`](super::RedisStore) (feature `redis`)
+/// replay window. Use `RedisStore` (feature `redis`)
 /// when several receivers share the traffic.
 ///
 /// ```
