@@ -33,7 +33,8 @@ use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::scheme::{BodyFields, BodyFieldsFn, Field, Parsed};
+use crate::json::JsonError;
+use crate::scheme::{BodyFields, BodyFieldsFn, BodyRef, Field, Parsed};
 use crate::{Provider, Rejection, RejectionKind, Scheme};
 
 /// A request whose signature has been verified. Cheap to clone.
@@ -53,6 +54,14 @@ struct Inner {
     body: Bytes,
     body_fields: Option<BodyFieldsFn>,
     from_body: OnceLock<BodyFields>,
+    json: OnceLock<Result<Arc<serde_json::Value>, JsonFailure>>,
+}
+
+/// Why the body has no JSON value (kept so the parse happens once).
+#[derive(Debug, Clone, Copy)]
+enum JsonFailure {
+    Syntax,
+    DuplicateKey,
 }
 
 enum Source {
@@ -97,15 +106,74 @@ impl VerifiedWebhook {
                 body,
                 body_fields: scheme.body_fields(),
                 from_body: OnceLock::new(),
+                json: OnceLock::new(),
             }),
         }
     }
 
     fn body_fields(&self) -> &BodyFields {
-        self.inner.from_body.get_or_init(|| match self.inner.body_fields {
-            Some(read) => read(&self.inner.body, self.inner.form),
-            None => BodyFields::default(),
+        self.inner.from_body.get_or_init(|| {
+            let Some(read) = self.inner.body_fields else {
+                return BodyFields::default();
+            };
+            if self.inner.form {
+                return read(BodyRef::Form(&self.inner.body));
+            }
+            match self.json_value() {
+                Ok(value) => read(BodyRef::Json(value)),
+                Err(_) => BodyFields::default(),
+            }
         })
+    }
+
+    /// The body parsed as JSON, once: every later call (the dedupe key,
+    /// the event type, schema validation, typed deserialization) reuses
+    /// this one parse. Duplicate object keys are refused.
+    ///
+    /// # Errors
+    ///
+    /// 400 [`RejectionKind::InvalidJson`] if the body is not JSON, 400
+    /// [`RejectionKind::DuplicateKeys`] if an object repeats a key.
+    pub fn json_value(&self) -> Result<&serde_json::Value, Rejection> {
+        let parsed = self
+            .inner
+            .json
+            .get_or_init(|| match crate::json::parse_strict(&self.inner.body) {
+                Ok(value) => Ok(Arc::new(value)),
+                Err(JsonError::Syntax) => Err(JsonFailure::Syntax),
+                Err(JsonError::DuplicateKey) => Err(JsonFailure::DuplicateKey),
+            });
+        match parsed {
+            Ok(value) => Ok(value),
+            Err(JsonFailure::Syntax) => Err(Rejection::new(
+                RejectionKind::InvalidJson,
+                "the verified body is not valid JSON",
+            )
+            .with_provider(&self.inner.provider)),
+            Err(JsonFailure::DuplicateKey) => Err(Rejection::new(
+                RejectionKind::DuplicateKeys,
+                "the verified body repeats a key in a JSON object",
+            )
+            .with_provider(&self.inner.provider)),
+        }
+    }
+
+    /// The shared handle of [`json_value`](Self::json_value).
+    pub(crate) fn json_arc(&self) -> Result<Arc<serde_json::Value>, Rejection> {
+        self.json_value()?;
+        match self.inner.json.get() {
+            Some(Ok(value)) => Ok(value.clone()),
+            _ => Err(Rejection::new(
+                RejectionKind::InvalidJson,
+                "the verified body is not valid JSON",
+            )),
+        }
+    }
+
+    /// The body's `action` (GitHub: `opened`, `closed`, …), which refines
+    /// the event type for dispatch (`issues.opened`).
+    pub fn action(&self) -> Option<&str> {
+        self.body_fields().action.as_deref()
     }
 
     fn field<'a>(&'a self, source: &'a Source, pick: fn(&BodyFields) -> Option<&str>) -> Option<&'a str> {
@@ -174,23 +242,18 @@ impl VerifiedWebhook {
         &self.inner.body
     }
 
-    /// Deserializes the verified body as JSON.
+    /// Deserializes the verified body as JSON into `T`, from the one parse
+    /// of [`json_value`](Self::json_value).
     ///
     /// # Errors
     ///
-    /// A [`RejectionKind::InvalidJson`] rejection (400) if it is not JSON
-    /// of that shape. The message does not echo the body.
+    /// 400 [`RejectionKind::InvalidJson`] or [`RejectionKind::DuplicateKeys`]
+    /// if the body is not acceptable JSON; 422
+    /// [`RejectionKind::InvalidPayload`], naming the failing path, if it is
+    /// JSON of another shape. The message never echoes the body.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Rejection> {
-        serde_json::from_slice(&self.inner.body).map_err(|e| {
-            let detail = format!(
-                "the verified body is not valid JSON ({:?} error at line {}, column {})",
-                e.classify(),
-                e.line(),
-                e.column()
-            )
-            .to_lowercase();
-            Rejection::new(RejectionKind::InvalidJson, detail).with_provider(&self.inner.provider)
-        })
+        let value = self.json_value()?;
+        crate::json::typed(value).map_err(|r| r.with_provider(&self.inner.provider))
     }
 }
 

@@ -8,6 +8,7 @@ mod clock;
 pub mod dedupe;
 mod delivery;
 mod error;
+mod json;
 pub mod manual;
 pub mod rate_limit;
 mod rejection;

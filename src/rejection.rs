@@ -87,6 +87,27 @@ pub enum RejectionKind {
     /// The client's address is not in the route's allowlist (or could not
     /// be determined). 403, `client_not_allowed`.
     ClientNotAllowed,
+    /// The verified JSON body repeats a key in an object (a generic value
+    /// and a typed struct would read it differently). 400, `duplicate_keys`.
+    DuplicateKeys,
+    /// The verified JSON fails the route's JSON Schema. 422,
+    /// `schema_violation`; see [`Rejection::pointer`].
+    SchemaViolation,
+    /// The verified JSON does not deserialize into the handler's type. 422,
+    /// `invalid_payload`; see [`Rejection::pointer`].
+    InvalidPayload,
+    /// The handler failed. 500, `handler_error`; the dedupe claim is
+    /// released, so the provider's retry is processed.
+    HandlerError,
+    /// The fast-acknowledgement queue is full. 503, `queue_full`, with
+    /// `Retry-After`.
+    QueueFull,
+    /// A subscription handshake carried the wrong verify token. 403,
+    /// `handshake_rejected`.
+    HandshakeRejected,
+    /// A handshake request lacks its challenge (`crc_token`,
+    /// `hub.challenge`). 400, `missing_challenge`.
+    MissingChallenge,
 }
 
 impl RejectionKind {
@@ -161,6 +182,29 @@ impl RejectionKind {
                 "Too many failed authentications",
             ),
             ClientNotAllowed => (StatusCode::FORBIDDEN, "client_not_allowed", "Client not allowed"),
+            DuplicateKeys => (
+                StatusCode::BAD_REQUEST,
+                "duplicate_keys",
+                "JSON object with duplicate keys",
+            ),
+            SchemaViolation => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "schema_violation",
+                "Payload fails the schema",
+            ),
+            InvalidPayload => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_payload",
+                "Payload of an unexpected shape",
+            ),
+            HandlerError => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "handler_error",
+                "Handler failed",
+            ),
+            QueueFull => (StatusCode::SERVICE_UNAVAILABLE, "queue_full", "Queue full"),
+            HandshakeRejected => (StatusCode::FORBIDDEN, "handshake_rejected", "Handshake rejected"),
+            MissingChallenge => (StatusCode::BAD_REQUEST, "missing_challenge", "Missing challenge"),
         }
     }
 
@@ -237,12 +281,13 @@ pub struct Rejection {
 }
 
 /// The one piece of context a rejection may carry.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Context {
     None,
     Timestamp(TimestampContext),
     BodyLimit(usize),
     RetryAfter(Duration),
+    Pointer(Box<str>),
 }
 
 impl Rejection {
@@ -262,6 +307,23 @@ impl Rejection {
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.context = Context::RetryAfter(after);
         self
+    }
+
+    /// Names the JSON pointer of the first failing member (for 422s).
+    /// Only the path is kept, never the value found there.
+    pub(crate) fn with_pointer(mut self, pointer: String) -> Self {
+        self.context = Context::Pointer(pointer.into_boxed_str());
+        self
+    }
+
+    /// For [`RejectionKind::SchemaViolation`] and
+    /// [`RejectionKind::InvalidPayload`]: the JSON pointer (RFC 6901) of the
+    /// first failing member, such as `/data/object`.
+    pub fn pointer(&self) -> Option<&str> {
+        match &self.context {
+            Context::Pointer(p) => Some(p),
+            _ => None,
+        }
     }
 
     /// When the client should retry, for 409, 429 and 503 rejections.
@@ -361,6 +423,9 @@ impl Rejection {
         }
         if let (Some(limit), Some(map)) = (self.body_limit(), doc.as_object_mut()) {
             map.insert("limit".into(), limit.into());
+        }
+        if let (Some(pointer), Some(map)) = (self.pointer(), doc.as_object_mut()) {
+            map.insert("pointer".into(), pointer.into());
         }
         if let (Some(after), Some(map)) = (self.retry_after(), doc.as_object_mut()) {
             map.insert(

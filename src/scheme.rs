@@ -210,7 +210,9 @@ impl Scheme {
             Kind::Stripe => Some(stripe::body_fields),
             Kind::Standard => Some(standard::body_fields),
             Kind::Slack => Some(slack::body_fields),
-            Kind::GitHub | Kind::Shopify | Kind::Custom(_) => None,
+            Kind::GitHub => Some(github::body_fields),
+            Kind::Shopify => None,
+            Kind::Custom(c) => c.body_fields(),
         }
     }
 
@@ -237,31 +239,30 @@ pub(crate) struct SignInput<'a> {
     pub(crate) body: &'a [u8],
 }
 
-/// Delivery id and event type found in a verified body.
+/// Delivery id, event type and action found in a verified body.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BodyFields {
     pub(crate) id: Option<String>,
     pub(crate) event_type: Option<String>,
+    pub(crate) action: Option<String>,
 }
 
-pub(crate) type BodyFieldsFn = fn(&[u8], bool) -> BodyFields;
+/// A verified body, as a scheme's field reader sees it: the one strict
+/// JSON parse, or the raw bytes of a form.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BodyRef<'a> {
+    Json(&'a serde_json::Value),
+    Form(&'a [u8]),
+}
 
-/// Reads `id`, `type` and `event_id` from a JSON object body, ignoring the
-/// rest; non-string values count as absent.
-pub(crate) fn json_envelope(body: &[u8]) -> Option<(Option<String>, Option<String>, Option<String>)> {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        id: Option<serde_json::Value>,
-        #[serde(rename = "type")]
-        event_type: Option<serde_json::Value>,
-        event_id: Option<serde_json::Value>,
+pub(crate) type BodyFieldsFn = fn(BodyRef<'_>) -> BodyFields;
+
+/// A top-level string member of a JSON object body.
+pub(crate) fn json_str(body: BodyRef<'_>, key: &str) -> Option<String> {
+    match body {
+        BodyRef::Json(v) => v.get(key).and_then(serde_json::Value::as_str).map(str::to_owned),
+        BodyRef::Form(_) => None,
     }
-    let env: Envelope = serde_json::from_slice(body).ok()?;
-    let s = |v: Option<serde_json::Value>| match v {
-        Some(serde_json::Value::String(s)) => Some(s),
-        _ => None,
-    };
-    Some((s(env.id), s(env.event_type), s(env.event_id)))
 }
 
 /// One piece of signed content.

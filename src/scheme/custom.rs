@@ -54,7 +54,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::{Field, Parsed, Piece, Pieces, Signatures, MAX_PIECES};
+use super::{BodyFieldsFn, Field, Parsed, Piece, Pieces, Signatures, MAX_PIECES};
 use crate::{ConfigError, Rejection, RejectionKind};
 
 /// How the tag is written in the signature header.
@@ -99,6 +99,8 @@ pub struct CustomScheme {
     timestamp_header: Option<HeaderName>,
     id_header: Option<HeaderName>,
     event_header: Option<HeaderName>,
+    /// Reads fields from the body, for the named schemes built on this one.
+    body_fields: Option<BodyFieldsFn>,
 }
 
 /// Builder for [`CustomScheme`].
@@ -125,6 +127,7 @@ impl CustomScheme {
                 timestamp_header: None,
                 id_header: None,
                 event_header: None,
+                body_fields: None,
             },
         }
     }
@@ -136,6 +139,15 @@ impl CustomScheme {
 
     pub(crate) fn timestamp_header(&self) -> Option<&HeaderName> {
         self.timestamp_header.as_ref()
+    }
+
+    pub(crate) fn body_fields(&self) -> Option<BodyFieldsFn> {
+        self.body_fields
+    }
+
+    pub(crate) fn with_body_fields(mut self, read: BodyFieldsFn) -> Self {
+        self.body_fields = Some(read);
+        self
     }
 
     /// Whether the delivery-id header is part of the signed content.
@@ -227,7 +239,10 @@ impl CustomScheme {
             signatures,
             content,
             id: field(&self.id_header),
-            event_type: field(&self.event_header),
+            event_type: match (&self.event_header, self.body_fields) {
+                (None, Some(_)) => Field::Body,
+                (name, _) => field(name),
+            },
         })
     }
 

@@ -17,7 +17,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::{Parsed, Piece, Pieces, Signatures};
+use super::{BodyFields, BodyRef, Parsed, Piece, Pieces, Signatures};
 use crate::{Rejection, RejectionKind};
 
 /// `X-Hub-Signature-256`.
@@ -50,6 +50,16 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
         id: super::informational(headers, &DELIVERY),
         event_type: super::informational(headers, &EVENT),
     })
+}
+
+/// GitHub keeps the id and the event type in headers; the body's `action`
+/// (`opened`, `closed`, …) refines the event type for dispatch.
+pub(crate) fn body_fields(body: BodyRef<'_>) -> BodyFields {
+    BodyFields {
+        id: None,
+        event_type: None,
+        action: super::json_str(body, "action"),
+    }
 }
 
 #[cfg(any(test, feature = "test-util"))]

@@ -18,7 +18,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::{BodyFields, Field, Parsed, Piece, Pieces, Signatures};
+use super::{BodyFields, BodyRef, Field, Parsed, Piece, Pieces, Signatures};
 use crate::{Rejection, RejectionKind};
 
 /// `X-Slack-Signature`.
@@ -63,11 +63,14 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     })
 }
 
-pub(crate) fn body_fields(body: &[u8], form: bool) -> BodyFields {
-    if !form {
-        let (_, event_type, id) = super::json_envelope(body).unwrap_or_default();
-        return BodyFields { id, event_type };
-    }
+pub(crate) fn body_fields(body: BodyRef<'_>) -> BodyFields {
+    let BodyRef::Form(body) = body else {
+        return BodyFields {
+            id: super::json_str(body, "event_id"),
+            event_type: super::json_str(body, "type"),
+            action: None,
+        };
+    };
     let mut command = None;
     let mut interactive = false;
     for (key, value) in form_urlencoded::parse(body) {
@@ -78,7 +81,11 @@ pub(crate) fn body_fields(body: &[u8], form: bool) -> BodyFields {
         }
     }
     let event_type = command.or_else(|| interactive.then(|| "interactive".to_owned()));
-    BodyFields { id: None, event_type }
+    BodyFields {
+        id: None,
+        event_type,
+        action: None,
+    }
 }
 
 #[cfg(any(test, feature = "test-util"))]
@@ -95,11 +102,13 @@ mod tests {
 
     #[test]
     fn form_bodies_give_command_or_interactive() {
-        let f = body_fields(b"token=x&command=%2Fweather&text=94070", true);
+        let f = body_fields(BodyRef::Form(b"token=x&command=%2Fweather&text=94070"));
         assert_eq!(f.event_type.as_deref(), Some("/weather"));
-        let f = body_fields(b"payload=%7B%22type%22%3A%22block_actions%22%7D", true);
+        let f = body_fields(BodyRef::Form(b"payload=%7B%22type%22%3A%22block_actions%22%7D"));
         assert_eq!(f.event_type.as_deref(), Some("interactive"));
-        let f = body_fields(br#"{"type":"event_callback","event_id":"Ev1"}"#, false);
+        let f = body_fields(BodyRef::Json(
+            &serde_json::json!({"type":"event_callback","event_id":"Ev1"}),
+        ));
         assert_eq!(
             (f.id.as_deref(), f.event_type.as_deref()),
             (Some("Ev1"), Some("event_callback"))

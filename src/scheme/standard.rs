@@ -22,7 +22,7 @@
 use http::{HeaderMap, HeaderName};
 use zeroize::Zeroizing;
 
-use super::{BodyFields, Field, Parsed, Piece, Pieces, Signatures};
+use super::{BodyFields, BodyRef, Field, Parsed, Piece, Pieces, Signatures};
 use crate::{ConfigError, Rejection, RejectionKind};
 
 /// `webhook-id`.
@@ -131,9 +131,12 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     })
 }
 
-pub(crate) fn body_fields(body: &[u8], _form: bool) -> BodyFields {
-    let (_, event_type, _) = super::json_envelope(body).unwrap_or_default();
-    BodyFields { id: None, event_type }
+pub(crate) fn body_fields(body: BodyRef<'_>) -> BodyFields {
+    BodyFields {
+        id: None,
+        event_type: super::json_str(body, "type"),
+        action: None,
+    }
 }
 
 #[cfg(any(test, feature = "test-util"))]

@@ -19,7 +19,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::{BodyFields, Field, Parsed, Piece, Pieces, Signatures};
+use super::{BodyFields, BodyRef, Field, Parsed, Piece, Pieces, Signatures};
 use crate::{Rejection, RejectionKind};
 
 /// `Stripe-Signature`.
@@ -70,9 +70,12 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     })
 }
 
-pub(crate) fn body_fields(body: &[u8], _form: bool) -> BodyFields {
-    let (id, event_type, _) = super::json_envelope(body).unwrap_or_default();
-    BodyFields { id, event_type }
+pub(crate) fn body_fields(body: BodyRef<'_>) -> BodyFields {
+    BodyFields {
+        id: super::json_str(body, "id"),
+        event_type: super::json_str(body, "type"),
+        action: None,
+    }
 }
 
 #[cfg(any(test, feature = "test-util"))]
