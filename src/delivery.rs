@@ -120,7 +120,7 @@ impl VerifiedWebhook {
                 return read(BodyRef::Form(&self.inner.body));
             }
             match self.json_value() {
-                Ok(value) => read(BodyRef::Json(value)),
+                Ok(value) => read(BodyRef::Json(value, &self.inner.body)),
                 Err(_) => BodyFields::default(),
             }
         })

@@ -59,6 +59,21 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A JSON Schema could not be compiled: it is not a valid schema, it
+    /// refers to a URL or a file through `$ref` (schemas are never
+    /// fetched), or a `pattern` needs a backtracking regex engine.
+    InvalidSchema {
+        /// The event type the schema was for; `None` for the default one.
+        event_type: Option<String>,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A handshake is misconfigured (an empty or whitespace-wrapped Meta
+    /// verify token).
+    InvalidHandshake {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A dedupe store could not be configured (for example a Redis URL that
     /// does not parse). The URL itself is never quoted: it may hold a
     /// password.
@@ -87,6 +102,15 @@ impl fmt::Display for ConfigError {
             }
             Self::InvalidDedupe { reason } => write!(f, "invalid dedupe configuration: {reason}"),
             Self::InvalidStore { reason } => write!(f, "invalid dedupe store: {reason}"),
+            Self::InvalidHandshake { reason } => write!(f, "invalid handshake: {reason}"),
+            Self::InvalidSchema {
+                event_type: Some(t),
+                reason,
+            } => write!(f, "invalid JSON Schema for event type {t:?}: {reason}"),
+            Self::InvalidSchema {
+                event_type: None,
+                reason,
+            } => write!(f, "invalid JSON Schema: {reason}"),
         }
     }
 }

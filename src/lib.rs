@@ -8,10 +8,12 @@ mod clock;
 pub mod dedupe;
 mod delivery;
 mod error;
+pub mod handshake;
 mod json;
 pub mod manual;
 pub mod rate_limit;
 mod rejection;
+pub mod schema;
 pub mod scheme;
 mod secret;
 #[cfg(feature = "test-util")]

@@ -59,6 +59,10 @@ pub enum Provider {
     Slack,
     /// Shopify.
     Shopify,
+    /// Meta (Facebook, Instagram, WhatsApp).
+    Meta,
+    /// X (Twitter).
+    X,
     /// A provider described with [`CustomScheme`]; holds its name.
     Custom(Arc<str>),
 }
@@ -73,6 +77,8 @@ impl Provider {
             Self::StandardWebhooks => "standard",
             Self::Slack => "slack",
             Self::Shopify => "shopify",
+            Self::Meta => "meta",
+            Self::X => "x",
             Self::Custom(name) => name,
         }
     }
@@ -145,6 +151,45 @@ impl Scheme {
         Self {
             kind: Kind::Shopify,
             provider: Provider::Shopify,
+        }
+    }
+
+    /// Meta (Facebook, Instagram, WhatsApp): `X-Hub-Signature-256:
+    /// sha256=<hex>` over the body, keyed with the app secret. No timestamp
+    /// and no delivery id are signed; the event type is the body's
+    /// `object`. Pair it with [`Handshake::meta`](crate::handshake::Handshake::meta)
+    /// for the subscription check.
+    pub fn meta() -> Self {
+        let scheme = CustomScheme::body_signed(
+            "meta",
+            HeaderName::from_static("x-hub-signature-256"),
+            "sha256=",
+            SignatureEncoding::Hex,
+            meta_fields,
+        );
+        Self {
+            kind: Kind::Custom(Arc::new(scheme)),
+            provider: Provider::Meta,
+        }
+    }
+
+    /// X (Twitter) Account Activity: `X-Twitter-Webhooks-Signature:
+    /// sha256=<base64>` over the body, keyed with the consumer secret. No
+    /// timestamp and no delivery id are signed; the event type is the first
+    /// top-level body key ending in `_events`. Pair it with
+    /// [`Handshake::x_crc`](crate::handshake::Handshake::x_crc) for the CRC
+    /// check.
+    pub fn x() -> Self {
+        let scheme = CustomScheme::body_signed(
+            "x",
+            HeaderName::from_static("x-twitter-webhooks-signature"),
+            "sha256=",
+            SignatureEncoding::Base64,
+            x_fields,
+        );
+        Self {
+            kind: Kind::Custom(Arc::new(scheme)),
+            provider: Provider::X,
         }
     }
 
@@ -251,16 +296,64 @@ pub(crate) struct BodyFields {
 /// JSON parse, or the raw bytes of a form.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum BodyRef<'a> {
-    Json(&'a serde_json::Value),
+    /// The parsed value, and the raw bytes it came from (for the rare
+    /// reader that needs the document order of keys).
+    Json(&'a serde_json::Value, &'a [u8]),
     Form(&'a [u8]),
 }
 
 pub(crate) type BodyFieldsFn = fn(BodyRef<'_>) -> BodyFields;
 
+/// Meta: the event type is the body's `object` (`page`, `instagram`,
+/// `whatsapp_business_account`, …).
+fn meta_fields(body: BodyRef<'_>) -> BodyFields {
+    BodyFields {
+        event_type: json_str(body, "object"),
+        ..BodyFields::default()
+    }
+}
+
+/// X: the event type is the first top-level key ending in `_events`
+/// (`tweet_create_events`, …), in the order the body lists them.
+fn x_fields(body: BodyRef<'_>) -> BodyFields {
+    let event_type = match body {
+        BodyRef::Json(serde_json::Value::Object(_), raw) => first_key_ending(raw, "_events"),
+        _ => None,
+    };
+    BodyFields {
+        event_type,
+        ..BodyFields::default()
+    }
+}
+
+/// The first top-level key of a JSON object, in document order, that ends
+/// with `suffix`. (A parsed `Value` keeps keys sorted, not in order.)
+fn first_key_ending(raw: &[u8], suffix: &str) -> Option<String> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+    struct Keys<'s>(&'s str);
+    impl<'de> Visitor<'de> for Keys<'_> {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                if key.ends_with(self.0) {
+                    return Ok(Some(key));
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(None)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    de.deserialize_map(Keys(suffix)).ok().flatten()
+}
+
 /// A top-level string member of a JSON object body.
 pub(crate) fn json_str(body: BodyRef<'_>, key: &str) -> Option<String> {
     match body {
-        BodyRef::Json(v) => v.get(key).and_then(serde_json::Value::as_str).map(str::to_owned),
+        BodyRef::Json(v, _) => v.get(key).and_then(serde_json::Value::as_str).map(str::to_owned),
         BodyRef::Form(_) => None,
     }
 }

@@ -44,7 +44,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
 use hmac::Mac as _;
 use http::{header, HeaderMap, Method};
@@ -53,9 +53,11 @@ use subtle::ConstantTimeEq as _;
 use crate::clock::{Clock, SystemClock};
 use crate::dedupe::{Dedupe, DedupeKey, Retention};
 use crate::delivery::VerifiedWebhook;
+use crate::handshake::Handshake;
+use crate::schema::Schemas;
 use crate::scheme::{Parsed, Piece};
 use crate::secret::KeyedMac;
-use crate::{ClientIp, ConfigError, Networks, Rejection, RejectionKind, Scheme, Secret};
+use crate::{ClientIp, ConfigError, Networks, Provider, Rejection, RejectionKind, Scheme, Secret};
 
 mod future;
 mod layer;
@@ -87,6 +89,8 @@ struct Inner {
     on_rejection: Option<RejectionHandler>,
     dedupe: Option<(Dedupe, Retention)>,
     allowed_clients: Option<Networks>,
+    schemas: Option<Schemas>,
+    handshake: Option<Handshake>,
 }
 
 /// Builder for [`Verifier`]; start with [`Verifier::builder`].
@@ -100,6 +104,8 @@ pub struct VerifierBuilder {
     on_rejection: Option<RejectionHandler>,
     dedupe: Option<Dedupe>,
     allowed_clients: Option<Networks>,
+    schemas: Option<Schemas>,
+    handshake: Option<Handshake>,
 }
 
 impl Verifier {
@@ -115,6 +121,8 @@ impl Verifier {
             on_rejection: None,
             dedupe: None,
             allowed_clients: None,
+            schemas: None,
+            handshake: None,
         }
     }
 
@@ -222,6 +230,61 @@ impl Verifier {
             RejectionKind::SignatureMismatch,
             "no signature in the request matches any configured secret",
         )))
+    }
+
+    /// A `GET` handshake's answer, if the route has one and this is it.
+    pub(crate) fn handshake(
+        &self,
+        method: &Method,
+        query: Option<&str>,
+    ) -> Option<Result<Response, Rejection>> {
+        let handshake = self.inner.handshake.as_ref()?;
+        let first = self.inner.keys.first()?;
+        handshake
+            .answer(method, query, |bytes| {
+                let mut mac = first.state();
+                mac.update(bytes);
+                mac.finalize().into_bytes().into()
+            })
+            .map(|r| r.map_err(|e| self.tag(e)))
+    }
+
+    /// After verification: Slack's `url_verification` is answered with its
+    /// challenge, never handed to the handler.
+    pub(crate) fn url_verification(&self, hook: &VerifiedWebhook) -> Option<Response> {
+        if *self.inner.scheme.provider() != Provider::Slack || hook.is_form_encoded() {
+            return None;
+        }
+        let value = hook.json_value().ok()?;
+        if value.get("type").and_then(serde_json::Value::as_str) != Some("url_verification") {
+            return None;
+        }
+        let body = serde_json::json!({ "challenge": value.get("challenge") });
+        Some(
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                )],
+                body.to_string(),
+            )
+                .into_response(),
+        )
+    }
+
+    /// After verification, before the dedupe claim: the one JSON parse and
+    /// the route's schemas (400, 422). Form bodies are not JSON and skip it.
+    pub(crate) fn validate(&self, hook: &VerifiedWebhook) -> Result<(), Rejection> {
+        let Some(schemas) = &self.inner.schemas else {
+            return Ok(());
+        };
+        if hook.is_form_encoded() {
+            return Ok(());
+        }
+        let value = hook.json_value().map_err(|r| self.tag(r))?;
+        schemas
+            .validate(hook.event_type(), value)
+            .map_err(|r| self.tag(r))
     }
 
     /// Step 0: the route's allowlist, if any. The client address is the
@@ -389,6 +452,21 @@ impl VerifierBuilder {
         self
     }
 
+    /// Validates verified JSON bodies against `schemas` before the handler
+    /// (and the dedupe claim): 400 for a body that is not JSON or repeats
+    /// a key, 422 for one that fails a schema. See [`schema`](crate::schema).
+    pub fn schemas(mut self, schemas: Schemas) -> Self {
+        self.schemas = Some(schemas);
+        self
+    }
+
+    /// Answers a provider's `GET` handshake on this route (Meta's
+    /// subscription check, X's CRC); see [`handshake`](crate::handshake).
+    pub fn handshake(mut self, handshake: Handshake) -> Self {
+        self.handshake = Some(handshake);
+        self
+    }
+
     /// Checks the configuration and keys every secret once.
     ///
     /// # Errors
@@ -414,6 +492,19 @@ impl VerifierBuilder {
                 KeyedMac::new(index, &key, secret.label().map(Arc::from))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(token) = self.handshake.as_ref().and_then(Handshake::token) {
+            let t = token.expose();
+            if t.trim().is_empty() {
+                return Err(ConfigError::InvalidHandshake {
+                    reason: "the verify token is empty",
+                });
+            }
+            if t.trim() != t {
+                return Err(ConfigError::InvalidHandshake {
+                    reason: "the verify token starts or ends with whitespace",
+                });
+            }
+        }
         let dedupe = match self.dedupe {
             Some(d) => {
                 let times = d.retention(self.tolerance)?;
@@ -431,6 +522,8 @@ impl VerifierBuilder {
                 on_rejection: self.on_rejection,
                 dedupe,
                 allowed_clients: self.allowed_clients,
+                schemas: self.schemas,
+                handshake: self.handshake,
             }),
         })
     }

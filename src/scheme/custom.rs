@@ -145,9 +145,21 @@ impl CustomScheme {
         self.body_fields
     }
 
-    pub(crate) fn with_body_fields(mut self, read: BodyFieldsFn) -> Self {
-        self.body_fields = Some(read);
-        self
+    /// A named scheme signing the body alone under `header`, `prefix` and
+    /// `encoding`, with its fields read from the body: the shape of Meta
+    /// and X. Valid by construction.
+    pub(crate) fn body_signed(
+        name: &str,
+        header: HeaderName,
+        prefix: &str,
+        encoding: SignatureEncoding,
+        read: BodyFieldsFn,
+    ) -> Self {
+        let mut scheme = Self::builder(name, header).scheme;
+        scheme.prefix = prefix.as_bytes().to_vec();
+        scheme.encoding = encoding;
+        scheme.body_fields = Some(read);
+        scheme
     }
 
     /// Whether the delivery-id header is part of the signed content.

@@ -47,7 +47,8 @@ where
         let verifier = self.verifier.clone();
         ResponseFuture::new(async move {
             let req = match accept(&verifier, req).await {
-                Ok(req) => req,
+                Ok(Step::Continue(req)) => req,
+                Ok(Step::Answer(response)) => return Ok(response),
                 Err(rejection) => return Ok(verifier.reject(rejection)),
             };
             match verifier.dedupe() {
@@ -58,15 +59,26 @@ where
     }
 }
 
+/// What the checks decided for a request that was not rejected.
+enum Step {
+    /// Go on to the dedupe step and the handler.
+    Continue(Request<Body>),
+    /// Answered by the layer itself (a handshake).
+    Answer(Response),
+}
+
 /// Runs the checks; on success the request carries the verified bytes as
 /// its body and the [`VerifiedWebhook`](crate::VerifiedWebhook) in its
 /// extensions.
-async fn accept<B>(verifier: &Verifier, req: Request<B>) -> Result<Request<Body>, Rejection>
+async fn accept<B>(verifier: &Verifier, req: Request<B>) -> Result<Step, Rejection>
 where
     B: http_body::Body<Data = Bytes>,
 {
     let (mut parts, body) = req.into_parts();
     verifier.check_client(&parts.extensions)?;
+    if let Some(answer) = verifier.handshake(&parts.method, parts.uri.query()) {
+        return answer.map(Step::Answer);
+    }
     let hint = verifier.check_head(&parts.method, &parts.headers)?;
     let verified = {
         let parsed = verifier.check_headers(&parts.headers)?;
@@ -75,7 +87,11 @@ where
             .map_err(|r| verifier.tag(r))?;
         verifier.authenticate(&parsed, &parts.headers, bytes)?
     };
+    if let Some(answer) = verifier.url_verification(&verified) {
+        return Ok(Step::Answer(answer));
+    }
+    verifier.validate(&verified)?;
     let body = Body::from(verified.body().clone());
     parts.extensions.insert(verified);
-    Ok(Request::from_parts(parts, body))
+    Ok(Step::Continue(Request::from_parts(parts, body)))
 }
