@@ -108,6 +108,7 @@ mod tests {
         assert_eq!(f.event_type.as_deref(), Some("interactive"));
         let f = body_fields(BodyRef::Json(
             &serde_json::json!({"type":"event_callback","event_id":"Ev1"}),
+            b"",
         ));
         assert_eq!(
             (f.id.as_deref(), f.event_type.as_deref()),
