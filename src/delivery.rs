@@ -158,18 +158,6 @@ impl VerifiedWebhook {
         }
     }
 
-    /// The shared handle of [`json_value`](Self::json_value).
-    pub(crate) fn json_arc(&self) -> Result<Arc<serde_json::Value>, Rejection> {
-        self.json_value()?;
-        match self.inner.json.get() {
-            Some(Ok(value)) => Ok(value.clone()),
-            _ => Err(Rejection::new(
-                RejectionKind::InvalidJson,
-                "the verified body is not valid JSON",
-            )),
-        }
-    }
-
     /// The body's `action` (GitHub: `opened`, `closed`, …), which refines
     /// the event type for dispatch (`issues.opened`).
     pub fn action(&self) -> Option<&str> {

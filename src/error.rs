@@ -74,6 +74,11 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A fast-acknowledgement queue could not be started.
+    InvalidQueue {
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A dedupe store could not be configured (for example a Redis URL that
     /// does not parse). The URL itself is never quoted: it may hold a
     /// password.
@@ -103,6 +108,7 @@ impl fmt::Display for ConfigError {
             Self::InvalidDedupe { reason } => write!(f, "invalid dedupe configuration: {reason}"),
             Self::InvalidStore { reason } => write!(f, "invalid dedupe store: {reason}"),
             Self::InvalidHandshake { reason } => write!(f, "invalid handshake: {reason}"),
+            Self::InvalidQueue { reason } => write!(f, "invalid queue: {reason}"),
             Self::InvalidSchema {
                 event_type: Some(t),
                 reason,

@@ -446,6 +446,47 @@ async fn redis_killed_mid_run_then_back_on_the_same_port() {
     ));
 }
 
+/// Regression: after Redis restarted, the first call must not be refused
+/// because the old connection is dead (the receiver once answered the
+/// first delivery after an outage with 503 although Redis was back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_call_after_a_restart_succeeds() {
+    for outage_with_traffic in [false, true] {
+        let mut server = RedisServer::start();
+        let port = server.port;
+        let s = store(&server);
+        assert_eq!(
+            claim(&s, &key("warm"), LeaseToken::random(), minute()).await,
+            Claim::Acquired
+        );
+        server.kill();
+        if outage_with_traffic {
+            assert!(s
+                .claim(&key("down"), LeaseToken::random(), minute())
+                .await
+                .is_err());
+        }
+        let _server = RedisServer::start_on(port, None);
+        let token = LeaseToken::random();
+        let first = s.claim(&key("first-after"), token, minute()).await;
+        assert_eq!(
+            first.ok(),
+            Some(Claim::Acquired),
+            "traffic during outage: {outage_with_traffic}"
+        );
+        // A repeated call with the same token (an answer lost on a broken
+        // connection) is still ours, never a 409 against ourselves.
+        assert_eq!(
+            claim(&s, &key("first-after"), token, minute()).await,
+            Claim::Acquired
+        );
+        assert!(matches!(
+            claim(&s, &key("first-after"), LeaseToken::random(), minute()).await,
+            Claim::InProgress { .. }
+        ));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn built_while_redis_is_down_then_it_starts() {
     let port = free_port();

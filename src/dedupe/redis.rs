@@ -43,6 +43,10 @@ if not v then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return -1
 end
+if v == ARGV[1] then
+  -- Our own claim, when a call is retried after its answer was lost.
+  return -1
+end
 if v == 'd' then
   return -2
 end
@@ -208,22 +212,35 @@ impl RedisStore {
     }
 
     /// Runs `op` on the connection (connecting first if needed), all within
-    /// the timeout.
+    /// the timeout. An operation that fails because the connection broke
+    /// (Redis restarted since the last call) is tried once more: the
+    /// manager reconnects on that second call, so the first delivery after
+    /// an outage is not refused. Every script is idempotent for its token,
+    /// so a repeated call cannot double-claim.
     async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let started = Instant::now();
         let attempt = async {
-            let (generation, conn) = self.manager(started).await?;
-            match op(conn).await {
-                Ok(value) => Ok(value),
-                Err(e) => {
-                    if needs_new_manager(&e) {
-                        self.forget_manager(generation).await;
+            let mut retried = false;
+            loop {
+                let (generation, conn) = self.manager(started).await?;
+                match op(conn).await {
+                    Ok(value) => return Ok(value),
+                    Err(e) => {
+                        if needs_new_manager(&e) {
+                            self.forget_manager(generation).await;
+                        }
+                        let broken =
+                            e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal();
+                        if broken && !retried {
+                            retried = true;
+                            continue;
+                        }
+                        return Err(self.unavailable(&e));
                     }
-                    Err(self.unavailable(&e))
                 }
             }
         };
@@ -310,11 +327,11 @@ impl RedisStore {
         token: LeaseToken,
         ttl: Option<Duration>,
     ) -> Result<i64, StoreError> {
-        let name = self.redis_key(key);
-        let value = held_by(token);
+        let name = &self.redis_key(key);
+        let value = &held_by(token);
         self.run(|mut conn| async move {
             let mut invocation = script.prepare_invoke();
-            invocation.key(&name).arg(&value);
+            invocation.key(name).arg(value);
             if let Some(ttl) = ttl {
                 invocation.arg(ttl_ms(ttl));
             }
