@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # Black-box check of the demo receiver with the providers' own SDKs
-# (tests/blackbox/sdk_check.py), plus its start-up checks on bad
-# configuration. Installs the SDKs into a virtualenv under target/.
+# (tests/blackbox/sdk_check.py: every route, replays, retries, 409), its
+# abuse protections (tests/blackbox/abuse_check.py: rate limits, trusted
+# proxies, the failed-authentication quota, and two receivers sharing one
+# Redis that is killed and restarted), and its start-up checks on bad
+# configuration. Installs the SDKs into a virtualenv under target/, and
+# redis-server (apt-get) when it is missing.
+#
+# Loopback ports used: 38418 (main receiver), 38419 (rate-limited),
+# 38420 (behind a trusted proxy), 38421 and 38422 (two receivers sharing a
+# Redis), and the first free port of 38423-38429 for redis-server.
+# Every process started here is stopped on exit; any failure exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,17 +19,39 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/blackbox/requirements.txt
+py="$venv/bin/python"
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in tests/blackbox/
+
+out=target/blackbox
+mkdir -p "$out"
+rm -f "$out"/*.log "$out"/*.out "$out"/*.json
 
 cargo build --quiet --example receiver
-bin=target/debug/examples/receiver
+# Kept aside: the Redis build below overwrites target/debug/examples/receiver.
+cp target/debug/examples/receiver "$out/receiver"
+bin=$out/receiver
+
+pids=()
+redis_pid=""
+cleanup() {
+  local p
+  for p in ${pids[@]+"${pids[@]}"} $redis_pid; do kill "$p" 2>/dev/null || true; done
+  for p in ${pids[@]+"${pids[@]}"} $redis_pid; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap "exit 130" INT TERM
+
+failures=()
+fail() { failures+=("$*"); }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Start-up: each malformed value stops the receiver with one line naming it.
-fails=0
-startup() { # startup <VAR> <value>
+startup() { # startup <VAR> <value>   (with the binary in $bin)
   local out rc=0
   out=$(env WEBHOOK_ADDR=127.0.0.1:0 "$1=$2" timeout 10 "$bin" 2>&1 >/dev/null | grep -v '^warning: ') || rc=$?
   if [ "$rc" = 0 ] || [ "$rc" = 124 ] || [ "$(printf '%s\n' "$out" | wc -l)" != 1 ] || ! grep -q "$1" <<<"$out"; then
-    echo "FAIL start-up with $1=$2: exit $rc, output: $out"; fails=$((fails + 1))
+    echo "FAIL start-up with $1=$2: exit $rc, output: $out"; fail "start-up $1=$2"
   else
     echo "ok   start-up with $1=$2 refused: $out"
   fi
@@ -34,26 +65,123 @@ startup GITHUB_WEBHOOK_SECRET 'a,,b'
 startup SLACK_SIGNING_SECRET '   '
 startup WEBHOOK_REDIS_URL 'redis://127.0.0.1:6379'
 startup WEBHOOK_ADDR 'not-an-address'
+startup WEBHOOK_TRUSTED_PROXIES '10.0.0.0/33'
+startup WEBHOOK_TRUSTED_PROXIES 'nonsense'
+startup WEBHOOK_RATE_PER_SEC 0
+startup WEBHOOK_RATE_BURST abc
 
-export WEBHOOK_ADDR=127.0.0.1:38418
+start_receiver() { # start_receiver <name> <binary> <port> [VAR=value ...]; log in $out/<name>.log
+  local name=$1 exe=$2 port=$3 pid
+  shift 3
+  if port_open "$port"; then
+    echo "FAIL receiver $name: 127.0.0.1:$port is already in use"; fail "receiver $name: port busy"
+    return 1
+  fi
+  env WEBHOOK_ADDR="127.0.0.1:$port" "$@" "$exe" >"$out/$name.out" 2>"$out/$name.log" &
+  pid=$!
+  pids+=("$pid")
+  for _ in $(seq 100); do
+    if port_open "$port"; then return 0; fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "FAIL receiver $name did not start on 127.0.0.1:$port: $(tail -n 3 "$out/$name.log")"
+  fail "receiver $name did not start"
+  return 1
+}
+
+run_py() { # run_py <label> <script> [args...]
+  local label=$1
+  shift
+  echo "--- $label"
+  "$py" "$@" || fail "$label"
+}
+
 export WEBHOOK_MAX_BODY_BYTES=4096
 export STRIPE_WEBHOOK_SECRET=whsec_blackbox_stripe_one,whsec_blackbox_stripe_two
 export GITHUB_WEBHOOK_SECRET=blackbox-github-one,blackbox-github-two
 export STANDARD_WEBHOOK_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,whsec_YmxhY2tib3gtc3RhbmRhcmQtdHdv
 export SLACK_SIGNING_SECRET=blackbox-slack-one,blackbox-slack-two
 export SHOPIFY_WEBHOOK_SECRET=blackbox-shopify-one,blackbox-shopify-two
-"$bin" 2>target/blackbox-receiver.log &
-receiver=$!
-trap 'kill "$receiver" 2>/dev/null || true; wait "$receiver" 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/38418") 2>/dev/null; then break; fi
-  sleep 0.1
-done
 
-rc=0
-"$venv/bin/python" tests/blackbox/sdk_check.py || rc=$?
-if grep -E 'whsec_blackbox|blackbox-(github|slack|shopify)-(one|two)' target/blackbox-receiver.log; then
-  echo "FAIL a secret appeared in the receiver's log"; rc=1
+main=127.0.0.1:38418
+if start_receiver main "$bin" 38418; then
+  WEBHOOK_ADDR=$main run_py "sdk_check (every route, dedupe)" tests/blackbox/sdk_check.py
+  run_py "failed-authentication quota (main receiver)" tests/blackbox/abuse_check.py failedauth "$main"
 fi
-[ "$fails" = 0 ] || rc=1
-exit "$rc"
+if start_receiver ratelimited "$bin" 38419 WEBHOOK_RATE_PER_SEC=1 WEBHOOK_RATE_BURST=3; then
+  run_py "rate limit (1/s, burst 3, no trusted proxies)" tests/blackbox/abuse_check.py ratelimit 127.0.0.1:38419
+fi
+if start_receiver proxied "$bin" 38420 WEBHOOK_RATE_PER_SEC=1 WEBHOOK_RATE_BURST=2 WEBHOOK_TRUSTED_PROXIES=127.0.0.1/32; then
+  run_py "trusted proxy 127.0.0.1/32 (1/s, burst 2)" tests/blackbox/abuse_check.py proxies 127.0.0.1:38420
+fi
+
+# --- Redis: two receivers sharing one redis-server that is killed and restarted -------------------
+echo "--- redis"
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "installing redis-server (apt-get)"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+redis_port=""
+for p in 38423 38424 38425 38426 38427 38428 38429; do
+  if ! port_open "$p"; then redis_port=$p; break; fi
+done
+start_redis() {
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$PWD/$out" --logfile "$PWD/$out/redis-server.txt" &
+  redis_pid=$!
+  for _ in $(seq 50); do
+    if port_open "$redis_port"; then return 0; fi
+    kill -0 "$redis_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "FAIL redis-server did not start on 127.0.0.1:$redis_port"; fail "redis-server did not start"
+  return 1
+}
+stop_redis() {
+  kill "$redis_pid" 2>/dev/null || true
+  wait "$redis_pid" 2>/dev/null || true
+  redis_pid=""
+}
+
+if [ -z "$redis_port" ]; then
+  echo "FAIL no free port for redis-server in 38423-38429"; fail "no port for redis-server"
+elif ! cargo build --quiet --example receiver --features redis; then
+  echo "FAIL cargo build --example receiver --features redis"; fail "redis build"
+else
+  cp target/debug/examples/receiver "$out/receiver-redis"
+  bin=$out/receiver-redis
+  startup WEBHOOK_REDIS_URL 'not-a-url'
+  startup WEBHOOK_REDIS_URL 'http://127.0.0.1:6379'
+  url="redis://127.0.0.1:$redis_port/"
+  state=$out/redis-delivery.json
+  logs=("$out/redis-a.log" "$out/redis-b.log")
+  if start_redis &&
+    start_receiver redis-a "$bin" 38421 WEBHOOK_REDIS_URL="$url" &&
+    start_receiver redis-b "$bin" 38422 WEBHOOK_REDIS_URL="$url"; then
+    run_py "redis shared by two receivers ($url)" tests/blackbox/abuse_check.py redis-shared \
+      127.0.0.1:38421 127.0.0.1:38422 "${logs[@]}"
+    stop_redis
+    run_py "redis killed" tests/blackbox/abuse_check.py redis-down \
+      127.0.0.1:38421 127.0.0.1:38422 "$state" "${logs[@]}"
+    if start_redis; then
+      run_py "redis restarted on the same port" tests/blackbox/abuse_check.py redis-recover \
+        127.0.0.1:38421 127.0.0.1:38422 "$state" "${logs[@]}"
+    fi
+  fi
+fi
+
+# No secret in any receiver's output.
+if grep -E 'whsec_blackbox|blackbox-(github|slack|shopify)-(one|two)|MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw|YmxhY2tib3gtc3RhbmRhcmQtdHdv' \
+  "$out"/*.log "$out"/*.out; then
+  echo "FAIL a secret appeared in a receiver's log"; fail "secret in a log"
+else
+  echo "ok   no secret in any receiver's log"
+fi
+
+if [ "${#failures[@]}" != 0 ]; then
+  echo "blackbox: FAILED: $(printf '%s; ' "${failures[@]}")"
+  exit 1
+fi
+echo "blackbox: all checks passed"
