@@ -17,13 +17,14 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::routing::{get, post_service};
+use axum::Router;
+use serde_json::Value;
 use webhook_guard::dedupe::{Dedupe, DedupeStore, MemoryStore};
-use webhook_guard::{Networks, Provider, ProxyHeader, RateLimiter, VerifiedWebhook, Verifier};
+use webhook_guard::dispatch::{Event, EventRouter, HandlerError};
+use webhook_guard::handshake::Handshake;
+use webhook_guard::schema::Schemas;
+use webhook_guard::{Networks, ProxyHeader, RateLimiter, Verifier};
 
 mod common;
 use common::{EnvError, ROUTES};
@@ -81,6 +82,16 @@ fn config() -> Result<Config, EnvError> {
         .proxy_header(ProxyHeader::XForwardedForThenForwarded)
         .build();
     let (store, store_name) = store()?;
+    let (token_var, token_default) = common::META_VERIFY_TOKEN;
+    let meta_token = match common::var(token_var)? {
+        Some(token) => token,
+        None => {
+            eprintln!(
+                "warning: {token_var} is not set; using the public development token {token_default:?}. Never use it for real traffic."
+            );
+            token_default.to_owned()
+        }
+    };
     let mut verifiers = Vec::new();
     for route in &ROUTES {
         let (secrets, is_default) = common::secrets(route)?;
@@ -90,17 +101,28 @@ fn config() -> Result<Config, EnvError> {
                 route.env, route.dev_secret
             );
         }
-        let verifier = Verifier::builder((route.scheme)())
+        let mut builder = Verifier::builder((route.scheme)())
             .secrets(secrets)
             .tolerance(Duration::from_secs(tolerance))
             .max_body_bytes(max_body)
+            .schemas(schemas(route.name).map_err(|e| EnvError::new(route.env, e))?)
             .dedupe(
                 Dedupe::builder(store.clone(), route.name)
                     .build()
                     .map_err(|e| EnvError::new("WEBHOOK_REDIS_URL", e.to_string()))?,
-            )
-            .build()
-            .map_err(|e| EnvError::new(route.env, e.to_string()))?;
+            );
+        match route.name {
+            "meta" => builder = builder.handshake(Handshake::meta(meta_token.as_str())),
+            "x" => builder = builder.handshake(Handshake::x_crc()),
+            _ => {}
+        }
+        let verifier = builder.build().map_err(|e| {
+            let var = match e {
+                webhook_guard::ConfigError::InvalidHandshake { .. } => token_var,
+                _ => route.env,
+            };
+            EnvError::new(var, e.to_string())
+        })?;
         verifiers.push((route.name, verifier));
     }
     Ok(Config {
@@ -141,61 +163,52 @@ fn store() -> Result<(std::sync::Arc<dyn DedupeStore>, &'static str), EnvError> 
     }
 }
 
+/// The JSON Schema of a route, from `examples/schemas/<route>.json`.
+fn schemas(route: &str) -> Result<Schemas, String> {
+    let text = match route {
+        "stripe" => include_str!("schemas/stripe.json"),
+        "standard" => include_str!("schemas/standard.json"),
+        "github" => include_str!("schemas/github.json"),
+        "slack" => include_str!("schemas/slack.json"),
+        "shopify" => include_str!("schemas/shopify.json"),
+        "meta" => include_str!("schemas/meta.json"),
+        _ => include_str!("schemas/x.json"),
+    };
+    let schema: Value = serde_json::from_str(text).map_err(|e| format!("schema of {route}: {e}"))?;
+    Schemas::builder()
+        .default_schema(schema)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// The application: one verified route per provider, plus `/healthz`.
 fn app(config: &Config) -> Router {
+    let events = EventRouter::new().on_any(handle);
     let mut router = Router::new().route("/healthz", get(|| async { "ok" }));
     for (name, verifier) in &config.verifiers {
-        router = router.route(&format!("/webhooks/{name}"), post(handle).layer(verifier.layer()));
+        router = router.route(
+            &format!("/webhooks/{name}"),
+            post_service(events.clone()).layer(verifier.layer()),
+        );
     }
     router
 }
 
 /// The demo's business logic: accept every verified event, except the
-/// deliberately failing one.
-async fn handle(hook: VerifiedWebhook) -> Response {
-    if *hook.provider() == Provider::Slack && hook.is_form_encoded() {
-        return processed(&hook);
-    }
-    let body: Value = match hook.json() {
-        Ok(body) => body,
-        Err(rejection) => {
-            tracing::warn!(provider = %hook.provider(), reason = rejection.reason(), "verified body refused");
-            return rejection.into_response();
+/// deliberately failing one (and take its time over the slow one). The
+/// layer has already verified, validated and deduplicated it; the router
+/// answers `processed`, or 500 when this fails.
+async fn handle(event: Event<Value>) -> Result<(), HandlerError> {
+    match event.event_type() {
+        Some(FAILING_EVENT) => Err(HandlerError::msg(
+            "the demo handler fails on purpose for this event type",
+        )),
+        Some(SLOW_EVENT) => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok(())
         }
-    };
-    if *hook.provider() == Provider::Slack && body.get("type") == Some(&json!("url_verification")) {
-        return Json(json!({ "challenge": body.get("challenge") })).into_response();
+        _ => Ok(()),
     }
-    if hook.event_type() == Some(SLOW_EVENT) {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    if hook.event_type() == Some(FAILING_EVENT) {
-        tracing::error!(provider = %hook.provider(), id = hook.delivery_id(), "demo handler failed");
-        return handler_failed();
-    }
-    processed(&hook)
-}
-
-fn processed(hook: &VerifiedWebhook) -> Response {
-    tracing::info!(provider = %hook.provider(), id = hook.delivery_id(), kind = hook.event_type(), "processed");
-    Json(json!({ "status": "processed", "id": hook.delivery_id(), "type": hook.event_type() }))
-        .into_response()
-}
-
-fn handler_failed() -> Response {
-    let doc = json!({
-        "type": "tag:webhook-guard,2026:reason/handler_error",
-        "title": "Handler failed",
-        "status": 500,
-        "detail": "the handler failed to process this event; the provider should retry it",
-        "reason": "handler_error",
-    });
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
-        doc.to_string(),
-    )
-        .into_response()
 }
 
 #[tokio::main]

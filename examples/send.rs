@@ -26,7 +26,8 @@ use webhook_guard::test_util::TestSigner;
 mod common;
 use common::ROUTES;
 
-const USAGE: &str = "usage: send <stripe|github|standard|slack|shopify> [--type EVENT] [--id ID] [--tamper]";
+const USAGE: &str =
+    "usage: send <stripe|github|standard|slack|shopify|meta|x> [--type EVENT] [--id ID] [--tamper]";
 
 struct Args {
     provider: String,
@@ -81,6 +82,14 @@ fn sample(provider: &str, event_type: Option<&str>, id: &str, now: i64) -> (Vec<
                 "event": { "type": "app_mention", "text": "hello <@U0001>", "user": "U0002", "channel": "C0001" }
             }),
         },
+        "meta" => json!({
+            "object": event_type.unwrap_or("page"),
+            "entry": [{ "id": "1234567890", "time": now, "changes": [{ "field": "feed", "value": { "item": "status", "verb": "add" } }] }]
+        }),
+        "x" => json!({
+            "for_user_id": "2244994945",
+            event_type.unwrap_or("tweet_create_events"): [{ "id_str": id, "text": "hello from the demo" }]
+        }),
         _ => {
             json!({ "id": 820982911946154508_u64, "email": "jon@example.com", "total_price": "10.00", "currency": "USD" })
         }

@@ -89,11 +89,15 @@ impl VerifiedWebhook {
         secret_label: Option<Arc<str>>,
         body: Bytes,
     ) -> Self {
-        let form = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        // Only Slack sends form bodies; for every other scheme the body is
+        // JSON whatever the Content-Type claims, so a client cannot skip
+        // schema validation by calling its body a form.
+        let form = *scheme.provider() == Provider::Slack
+            && headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
         Self {
             inner: Arc::new(Inner {
                 provider: scheme.provider().clone(),

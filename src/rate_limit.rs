@@ -31,8 +31,9 @@
 //! # Memory
 //!
 //! The limiter forgets idle clients (`retain_recent` and `shrink_to_fit`,
-//! at most once a second) and tracks at most
-//! [`max_tracked_clients`](RateLimiterBuilder::max_tracked_clients). When a
+//! at most once a second) and tracks about
+//! [`max_tracked_clients`](RateLimiterBuilder::max_tracked_clients) (it
+//! measures every 256 requests, so it may overshoot by that many). When a
 //! flood of distinct addresses fills it with active clients, the requests
 //! share one overflow quota until room frees up, so memory stays bounded
 //! and the flood stays throttled.
@@ -65,7 +66,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use governor::clock::Clock as _;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::middleware::{NoOpMiddleware, RateLimitingMiddleware, StateInformationMiddleware};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use http::HeaderMap;
 
@@ -106,29 +108,42 @@ struct Inner {
     burst: NonZeroU32,
 }
 
+type GovernorInstant = <DefaultClock as governor::clock::Clock>::Instant;
+
 /// A keyed limiter whose memory is bounded.
-struct Bounded {
-    limiter: DefaultKeyedRateLimiter<IpKey>,
+struct Bounded<M: RateLimitingMiddleware<GovernorInstant> = NoOpMiddleware<GovernorInstant>> {
+    limiter: DefaultKeyedRateLimiter<IpKey, M>,
     max: usize,
     calls: AtomicU64,
     saturated: AtomicBool,
     last_sweep: Mutex<Instant>,
 }
 
-impl Bounded {
-    fn new(quota: Quota, max: usize) -> Self {
+impl<M: RateLimitingMiddleware<GovernorInstant>> Bounded<M> {
+    fn with(limiter: DefaultKeyedRateLimiter<IpKey, M>, max: usize) -> Self {
         Self {
-            limiter: DefaultKeyedRateLimiter::keyed(quota),
+            limiter,
             max,
             calls: AtomicU64::new(0),
             saturated: AtomicBool::new(false),
             last_sweep: Mutex::new(Instant::now()),
         }
     }
+}
 
+impl Bounded {
+    fn new(quota: Quota, max: usize) -> Self {
+        Self::with(DefaultKeyedRateLimiter::keyed(quota), max)
+    }
+}
+
+impl<M> Bounded<M>
+where
+    M: RateLimitingMiddleware<GovernorInstant, NegativeOutcome = governor::NotUntil<GovernorInstant>>,
+{
     /// Checks `key`; `None` means the keyed state is full and the caller
     /// must fall back to the overflow quota.
-    fn check(&self, key: &IpKey) -> Option<Result<(), Duration>> {
+    fn check(&self, key: &IpKey) -> Option<Result<M::PositiveOutcome, Duration>> {
         let calls = self.calls.fetch_add(1, Ordering::Relaxed);
         if calls.is_multiple_of(MEASURE_EVERY) || self.saturated.load(Ordering::Relaxed) {
             self.maintain();
@@ -175,7 +190,7 @@ impl Bounded {
 
 /// The failed-authentication quota and the clients it has locked out.
 struct Failures {
-    quota: Bounded,
+    quota: Bounded<StateInformationMiddleware>,
     lockouts: Mutex<HashMap<IpKey, Instant>>,
     locked: AtomicUsize,
     max: usize,
@@ -201,11 +216,14 @@ impl Failures {
         None
     }
 
-    /// Counts one failed authentication; past the quota, locks `key` out
-    /// until the quota lets it try again.
+    /// Counts one failed authentication. Once the quota is spent, `key`
+    /// is locked out until the quota has room again, so no request beyond
+    /// the quota is ever checked against the secrets.
     fn charge(&self, key: &IpKey) {
         let wait = match self.quota.check(key) {
-            Some(Ok(())) => return,
+            Some(Ok(snapshot)) if snapshot.remaining_burst_capacity() > 0 => return,
+            // That was the last allowed failure: lock out until one more is.
+            Some(Ok(snapshot)) => snapshot.quota().replenish_interval(),
             Some(Err(wait)) => wait,
             // Too many distinct failing clients tracked: lock out briefly.
             None => Duration::from_secs(1),
@@ -396,7 +414,11 @@ impl RateLimiterBuilder {
         let quota = Quota::per_second(self.per_second).allow_burst(self.burst);
         let max = self.max_tracked.get();
         let failures = self.failed_auth.map(|per_minute| Failures {
-            quota: Bounded::new(Quota::per_minute(per_minute), max),
+            quota: Bounded::with(
+                DefaultKeyedRateLimiter::keyed(Quota::per_minute(per_minute))
+                    .with_middleware::<StateInformationMiddleware>(),
+                max,
+            ),
             lockouts: Mutex::new(HashMap::new()),
             locked: AtomicUsize::new(0),
             max,
@@ -467,10 +489,11 @@ mod tests {
             .build();
         let h = HeaderMap::new();
         let bad = ip("127.0.0.9");
-        for _ in 0..3 {
+        for _ in 0..2 {
             l.failed_authentication(bad);
             assert!(refused(&l.check(bad, &h)).is_none());
         }
+        // The third failure spends the quota: no fourth guess is checked.
         l.failed_authentication(bad);
         let verdict = refused(&l.check(bad, &h));
         assert_eq!(

@@ -337,13 +337,15 @@ fn first_key_ending(raw: &[u8], suffix: &str) -> Option<String> {
             f.write_str("a JSON object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+            // The whole object is read (the deserializer checks its end).
+            let mut found = None;
             while let Some(key) = map.next_key::<String>()? {
-                if key.ends_with(self.0) {
-                    return Ok(Some(key));
+                if found.is_none() && key.ends_with(self.0) {
+                    found = Some(key);
                 }
                 map.next_value::<IgnoredAny>()?;
             }
-            Ok(None)
+            Ok(found)
         }
     }
     let mut de = serde_json::Deserializer::from_slice(raw);
@@ -593,6 +595,19 @@ pub(crate) fn value(text: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn x_event_type_is_the_first_events_key_in_document_order() {
+        let body = br#"{"for_user_id":"1","tweet_create_events":[],"favorite_events":[{"a":{"b":1}}]}"#;
+        assert_eq!(
+            first_key_ending(body, "_events").as_deref(),
+            Some("tweet_create_events")
+        );
+        let body = br#"{"z_events":1,"a_events":2}"#;
+        assert_eq!(first_key_ending(body, "_events").as_deref(), Some("z_events"));
+        assert_eq!(first_key_ending(br#"{"for_user_id":"1"}"#, "_events"), None);
+        assert_eq!(first_key_ending(b"[1]", "_events"), None);
+    }
 
     #[test]
     fn hex_tag_is_exact() {

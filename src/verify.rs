@@ -295,11 +295,13 @@ impl Verifier {
         let Some(allowed) = &self.inner.allowed_clients else {
             return Ok(());
         };
-        let client = extensions.get::<ClientIp>().map(ClientIp::ip).or_else(|| {
-            extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip())
-        });
+        use axum::extract::connect_info::{ConnectInfo, MockConnectInfo};
+        use std::net::SocketAddr;
+        let client = extensions
+            .get::<ClientIp>()
+            .map(ClientIp::ip)
+            .or_else(|| extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+            .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|c| c.0.ip()));
         match client {
             Some(ip) if allowed.contains(ip) => Ok(()),
             Some(_) => Err(self.tag(Rejection::new(

@@ -22,7 +22,7 @@ pub(crate) struct Route {
 }
 
 /// Every route the demo serves, in the order the contract lists them.
-pub(crate) const ROUTES: [Route; 5] = [
+pub(crate) const ROUTES: [Route; 7] = [
     Route {
         name: "stripe",
         env: "STRIPE_WEBHOOK_SECRET",
@@ -53,7 +53,24 @@ pub(crate) const ROUTES: [Route; 5] = [
         dev_secret: "webhook-guard-dev-shopify-secret",
         scheme: Scheme::shopify,
     },
+    Route {
+        name: "meta",
+        env: "META_APP_SECRET",
+        dev_secret: "webhook-guard-dev-meta-app-secret",
+        scheme: Scheme::meta,
+    },
+    Route {
+        name: "x",
+        env: "X_CONSUMER_SECRET",
+        dev_secret: "webhook-guard-dev-x-consumer-secret",
+        scheme: Scheme::x,
+    },
 ];
+
+/// Meta's subscription-handshake token (`META_VERIFY_TOKEN`) and its
+/// development default.
+pub(crate) const META_VERIFY_TOKEN: (&str, &str) =
+    ("META_VERIFY_TOKEN", "webhook-guard-dev-meta-verify-token");
 
 /// A configuration problem, printed as one line naming the variable.
 #[derive(Debug)]
