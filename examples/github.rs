@@ -17,36 +17,61 @@
 //!
 //! then open an issue, or use "Redeliver" under the webhook's Recent Deliveries.
 
-use axum::{http::StatusCode, routing::post, Router};
+use axum::{routing::post_service, Router};
 use serde::Deserialize;
-use webhook_guard::{Rejection, Scheme, VerifiedWebhook, Verifier};
-
-/// Fields most GitHub payloads share; `push` has no `action`.
-#[derive(Debug, Deserialize)]
-struct Payload {
-    action: Option<String>,
-    repository: Option<Repository>,
-}
+use webhook_guard::dedupe::{Dedupe, MemoryStore};
+use webhook_guard::dispatch::{Event, EventRouter, HandlerError};
+use webhook_guard::{RateLimiter, Scheme, Verifier};
 
 #[derive(Debug, Deserialize)]
 struct Repository {
     full_name: String,
 }
 
-async fn webhook(hook: VerifiedWebhook) -> Result<StatusCode, Rejection> {
-    let payload: Payload = hook.json()?;
-    let event = hook.event_type().unwrap_or("unknown"); // X-GitHub-Event
-    let action = payload.action.as_deref().unwrap_or("-");
-    let repo = payload.repository.map(|r| r.full_name).unwrap_or_default();
-    // X-GitHub-Delivery is not signed: log it, do not deduplicate on it.
-    tracing::info!(delivery = hook.delivery_id(), %repo, "verified {event} ({action})");
-    match (event, action) {
-        ("ping", _) => tracing::info!("webhook configured"),
-        ("issues", "opened") => tracing::info!("new issue in {repo}"),
-        ("push", _) => tracing::info!("push to {repo}"),
-        _ => {}
-    }
-    Ok(StatusCode::OK)
+#[derive(Debug, Deserialize)]
+struct Issue {
+    number: u64,
+    title: String,
+}
+
+/// The `issues` payload, as far as this app cares.
+#[derive(Debug, Deserialize)]
+struct IssuesEvent {
+    issue: Issue,
+    repository: Repository,
+}
+
+/// The `push` payload, as far as this app cares.
+#[derive(Debug, Deserialize)]
+struct PushEvent {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    repository: Repository,
+}
+
+/// `issues` with `"action": "opened"`: matched before plain `issues`.
+async fn issue_opened(event: Event<IssuesEvent>) -> Result<(), HandlerError> {
+    let e = event.data();
+    tracing::info!(
+        delivery = event.delivery_id(), // X-GitHub-Delivery: informational, not signed
+        "new issue #{} in {}: {}",
+        e.issue.number,
+        e.repository.full_name,
+        e.issue.title
+    );
+    Ok(())
+}
+
+/// Every other `issues` action (closed, labeled, …).
+async fn issue_changed(event: Event<IssuesEvent>) -> Result<(), HandlerError> {
+    tracing::info!("issue #{} {}", event.data().issue.number, event.action().unwrap_or("changed"));
+    Ok(())
+}
+
+async fn push(event: Event<PushEvent>) -> Result<(), HandlerError> {
+    let e = event.data();
+    tracing::info!("push to {} in {}", e.git_ref, e.repository.full_name);
+    Ok(())
 }
 
 #[tokio::main]
@@ -55,15 +80,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let Ok(secret) = std::env::var("GITHUB_WEBHOOK_SECRET") else {
         fail("GITHUB_WEBHOOK_SECRET is not set (the secret from the webhook's settings)")
     };
-    let verifier = match Verifier::builder(Scheme::github()).secret(secret).build() {
+    // GitHub signs no timestamp and not its delivery id: deduplicate on the
+    // body, so "Redeliver" (or a captured replay) is answered `duplicate`.
+    let verifier = match Verifier::builder(Scheme::github())
+        .secret(secret)
+        .dedupe(Dedupe::builder(MemoryStore::new(), "github").build()?)
+        .build()
+    {
         Ok(verifier) => verifier,
         Err(e) => fail(&format!("GITHUB_WEBHOOK_SECRET: {e}")),
     };
-    let app = Router::new().route("/webhook", post(webhook).layer(verifier.layer()));
+    let events = EventRouter::new()
+        .on("issues.opened", issue_opened)
+        .on("issues", issue_changed)
+        .on("push", push)
+        .on("ping", |_: Event<serde_json::Value>| async {
+            tracing::info!("webhook configured");
+            Ok::<(), HandlerError>(())
+        });
+    let app = Router::new().route("/webhook", post_service(events).layer(verifier.layer()));
     let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("listening on http://{addr}/webhook");
-    axum::serve(listener, app).await?;
+    axum::serve(listener, RateLimiter::builder().build().into_make_service(app)).await?;
     Ok(())
 }
 

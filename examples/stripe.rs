@@ -15,38 +15,50 @@
 //! stripe trigger payment_intent.succeeded
 //! ```
 
-use axum::{http::StatusCode, routing::post, Router};
+use axum::{routing::post_service, Router};
 use serde::Deserialize;
-use webhook_guard::{Rejection, Scheme, VerifiedWebhook, Verifier};
+use webhook_guard::dedupe::{Dedupe, MemoryStore};
+use webhook_guard::dispatch::{Event, EventRouter, HandlerError};
+use webhook_guard::schema::Schemas;
+use webhook_guard::{RateLimiter, Scheme, Verifier};
 
 /// The part of a Stripe event this app reads; serde ignores the rest.
 #[derive(Debug, Deserialize)]
-struct Event {
+struct StripeEvent<T> {
     id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    data: EventData,
+    data: EventData<T>,
 }
 
 #[derive(Debug, Deserialize)]
-struct EventData {
-    object: serde_json::Value,
+struct EventData<T> {
+    object: T,
 }
 
-async fn webhook(hook: VerifiedWebhook) -> Result<StatusCode, Rejection> {
-    let event: Event = hook.json()?;
-    // Stripe retries, so the same event id can arrive twice: deduplicate on it.
-    tracing::info!(id = %event.id, secret = hook.secret_index(), "verified {}", event.kind);
-    match event.kind.as_str() {
-        "payment_intent.succeeded" => {
-            let amount = event.data.object["amount"].as_i64().unwrap_or_default();
-            tracing::info!(amount, "payment succeeded");
-        }
-        "checkout.session.completed" => tracing::info!("checkout completed: fulfil the order"),
-        // Answer 2xx to events you do not handle, or Stripe keeps retrying.
-        other => tracing::debug!("ignoring {other}"),
-    }
-    Ok(StatusCode::OK)
+/// A PaymentIntent, as far as this app cares.
+#[derive(Debug, Deserialize)]
+struct PaymentIntent {
+    id: String,
+    amount: i64,
+    currency: String,
+}
+
+/// Runs once per event: Stripe's retries of the same event id are answered
+/// `duplicate` by the dedupe step and never reach this function.
+async fn payment_succeeded(event: Event<StripeEvent<PaymentIntent>>) -> Result<(), HandlerError> {
+    let intent = &event.data().data.object;
+    tracing::info!(
+        event = %event.data().id,
+        intent = %intent.id,
+        "payment of {} {} succeeded",
+        intent.amount,
+        intent.currency
+    );
+    Ok(())
+}
+
+async fn checkout_completed(event: Event<StripeEvent<serde_json::Value>>) -> Result<(), HandlerError> {
+    tracing::info!(event = %event.data().id, "checkout completed: fulfil the order");
+    Ok(())
 }
 
 #[tokio::main]
@@ -55,18 +67,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let Ok(secrets) = std::env::var("STRIPE_WEBHOOK_SECRET") else {
         fail("STRIPE_WEBHOOK_SECRET is not set (the endpoint's whsec_... signing secret)")
     };
-    let verifier = match Verifier::builder(Scheme::stripe())
+    // Every event must look like a Stripe event before any handler sees it.
+    let schema = serde_json::from_str(include_str!("schemas/stripe.json"))?;
+    let verifier = Verifier::builder(Scheme::stripe())
         .secrets(secrets.split(','))
-        .build()
-    {
+        .schemas(Schemas::builder().default_schema(schema).build()?)
+        .dedupe(Dedupe::builder(MemoryStore::new(), "stripe").build()?)
+        .build();
+    let verifier = match verifier {
         Ok(verifier) => verifier,
         Err(e) => fail(&format!("STRIPE_WEBHOOK_SECRET: {e}")),
     };
-    let app = Router::new().route("/webhook", post(webhook).layer(verifier.layer()));
+    // Typed handlers by event type; other events are answered 200 "ignored"
+    // (Stripe keeps retrying anything that is not 2xx).
+    let events = EventRouter::new()
+        .on("payment_intent.succeeded", payment_succeeded)
+        .on("checkout.session.completed", checkout_completed);
+    let app = Router::new().route("/webhook", post_service(events).layer(verifier.layer()));
     let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("listening on http://{addr}/webhook");
-    axum::serve(listener, app).await?;
+    // Per-client rate limiting before any body is read.
+    let limiter = RateLimiter::builder().build();
+    axum::serve(listener, limiter.into_make_service(app)).await?;
     Ok(())
 }
 
