@@ -336,7 +336,7 @@ fn print_table(n: u64, mode: &str, baseline: u64, rows: &[Row]) {
         REFILL_WAIT.as_millis()
     );
     println!(
-        "{:<28} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8}",
+        "{:<32} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8}",
         "scenario",
         "sent",
         "tracked",
@@ -365,7 +365,7 @@ fn print_table(n: u64, mode: &str, baseline: u64, rows: &[Row]) {
             },
         );
         println!(
-            "{:<28} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8.2}",
+            "{:<32} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8.2}",
             r.scenario,
             r.sent,
             r.tracked,
@@ -383,7 +383,7 @@ fn print_table(n: u64, mode: &str, baseline: u64, rows: &[Row]) {
     let find = |name: &str| rows.iter().find(|r| r.scenario == name);
     for r in rows {
         println!(
-            "  {:<28} tracked/sent {:>6.2}%  RSS after/baseline {:>5.1}x",
+            "  {:<32} tracked/sent {:>6.2}%  RSS after/baseline {:>5.1}x",
             r.scenario,
             100.0 * r.tracked as f64 / r.sent as f64,
             r.rss_after as f64 / baseline.max(1) as f64

@@ -172,21 +172,35 @@ impl fmt::Debug for DedupeKey {
 pub struct LeaseToken(u128);
 
 impl LeaseToken {
-    /// A fresh random token.
+    /// A fresh token, unique across processes: a random 64-bit
+    /// per-process prefix (read once from the OS) and a 64-bit counter.
+    /// Tokens only need to be unique, not secret: no client ever sees one.
     pub fn random() -> Self {
-        let mut bytes = [0u8; 16];
-        if getrandom::fill(&mut bytes).is_err() {
-            // The OS source failing is vanishingly rare; fall back to a
-            // process-unique value, which is all a lease token needs.
-            use std::hash::{BuildHasher, Hasher};
-            use std::sync::atomic::{AtomicU64, Ordering};
-            static COUNTER: AtomicU64 = AtomicU64::new(0);
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-            h.write_u32(std::process::id());
-            bytes[..8].copy_from_slice(&h.finish().to_le_bytes());
-        }
-        Self(u128::from_le_bytes(bytes))
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::OnceLock;
+        static PREFIX: OnceLock<u64> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let prefix = *PREFIX.get_or_init(|| {
+            let mut bytes = [0u8; 8];
+            if getrandom::fill(&mut bytes).is_err() {
+                // The OS source failing is vanishingly rare; fall back to
+                // the process id and the time, which still differ between
+                // the processes sharing a store.
+                use std::hash::{BuildHasher, Hasher};
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_u32(std::process::id());
+                h.write_u128(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or_default(),
+                );
+                return h.finish();
+            }
+            u64::from_le_bytes(bytes)
+        });
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        Self((u128::from(prefix) << 64) | u128::from(n))
     }
 
     /// The token's value, for stores that persist it.
