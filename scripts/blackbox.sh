@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Black-box check of the demo receiver with the providers' own SDKs
 # (tests/blackbox/sdk_check.py: every route, replays, retries, 409), its
+# payload rules and Meta / X routes (tests/blackbox/payload_check.py: JSON
+# Schema 422s, 400 invalid_json / duplicate_keys, handshakes), its
 # abuse protections (tests/blackbox/abuse_check.py: rate limits, trusted
 # proxies, the failed-authentication quota, and two receivers sharing one
 # Redis that is killed and restarted), and its start-up checks on bad
@@ -63,6 +65,9 @@ startup STANDARD_WEBHOOK_SECRET 'whsec_not*base64'
 startup STRIPE_WEBHOOK_SECRET ''
 startup GITHUB_WEBHOOK_SECRET 'a,,b'
 startup SLACK_SIGNING_SECRET '   '
+startup META_APP_SECRET ''
+startup X_CONSUMER_SECRET 'x-one,'
+startup META_VERIFY_TOKEN ''
 startup WEBHOOK_REDIS_URL 'redis://127.0.0.1:6379'
 startup WEBHOOK_ADDR 'not-an-address'
 startup WEBHOOK_TRUSTED_PROXIES '10.0.0.0/33'
@@ -103,10 +108,14 @@ export GITHUB_WEBHOOK_SECRET=blackbox-github-one,blackbox-github-two
 export STANDARD_WEBHOOK_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,whsec_YmxhY2tib3gtc3RhbmRhcmQtdHdv
 export SLACK_SIGNING_SECRET=blackbox-slack-one,blackbox-slack-two
 export SHOPIFY_WEBHOOK_SECRET=blackbox-shopify-one,blackbox-shopify-two
+export META_APP_SECRET=blackbox-meta-one,blackbox-meta-two
+export META_VERIFY_TOKEN=blackbox-meta-verify-token
+export X_CONSUMER_SECRET=blackbox-x-one,blackbox-x-two
 
 main=127.0.0.1:38418
 if start_receiver main "$bin" 38418; then
   WEBHOOK_ADDR=$main run_py "sdk_check (every route, dedupe)" tests/blackbox/sdk_check.py
+  WEBHOOK_ADDR=$main run_py "payload_check (schemas, 400/422, Meta and X, handshakes)" tests/blackbox/payload_check.py
   run_py "failed-authentication quota (main receiver)" tests/blackbox/abuse_check.py failedauth "$main"
 fi
 if start_receiver ratelimited "$bin" 38419 WEBHOOK_RATE_PER_SEC=1 WEBHOOK_RATE_BURST=3; then
@@ -173,7 +182,7 @@ else
 fi
 
 # No secret in any receiver's output.
-if grep -E 'whsec_blackbox|blackbox-(github|slack|shopify)-(one|two)|MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw|YmxhY2tib3gtc3RhbmRhcmQtdHdv' \
+if grep -E 'whsec_blackbox|blackbox-(github|slack|shopify|meta|x)-(one|two)|blackbox-meta-verify-token|MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw|YmxhY2tib3gtc3RhbmRhcmQtdHdv' \
   "$out"/*.log "$out"/*.out; then
   echo "FAIL a secret appeared in a receiver's log"; fail "secret in a log"
 else

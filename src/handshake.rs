@@ -25,8 +25,8 @@
 //! **The X CRC is a signing oracle by design:** its answer is the same
 //! HMAC that signs deliveries, over bytes the requester chooses. The layer
 //! therefore answers only tokens made of base64 and URL-safe characters
-//! (at most 512), which no JSON body can be, so the answer can never be
-//! replayed as the signature of a delivery.
+//! (at most 512) and that do not parse as JSON (digits alone would), so
+//! the answer can never be replayed as the signature of a delivery.
 
 use std::fmt;
 
@@ -151,7 +151,10 @@ fn x_crc(query: &[u8], sign: impl FnOnce(&[u8]) -> [u8; 32]) -> Result<Response,
     let plain = token
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_' | b'.'));
-    if token.is_empty() || token.len() > MAX_CRC_TOKEN || !plain {
+    // Digits alone (or `true`, `null`) are valid JSON too: refuse any
+    // token that parses as JSON, so no answer is a delivery's signature.
+    let json = serde_json::from_str::<serde::de::IgnoredAny>(&token).is_ok();
+    if token.is_empty() || token.len() > MAX_CRC_TOKEN || !plain || json {
         return Err(missing());
     }
     use base64::Engine as _;

@@ -7,7 +7,8 @@ with the configuration each mode expects:
 
     abuse_check.py ratelimit ADDR          # WEBHOOK_RATE_PER_SEC=1 WEBHOOK_RATE_BURST=3
     abuse_check.py proxies ADDR            # ... BURST=2, WEBHOOK_TRUSTED_PROXIES=127.0.0.1/32
-    abuse_check.py failedauth ADDR         # defaults (20 failed authentications a minute)
+    abuse_check.py failedauth ADDR         # defaults (20 failed authentications a minute;
+                                           # the 20th locks the client out)
     abuse_check.py redis-shared A B LOG_A LOG_B
     abuse_check.py redis-down A B STATE LOG_A LOG_B      # after redis-server was killed
     abuse_check.py redis-recover A B STATE LOG_A LOG_B   # after it was restarted, same port
@@ -179,25 +180,33 @@ def proxies(addr):
 
 # --- Failed-authentication quota: 20 a minute per client IP -----------------------------------
 def failedauth(addr):
+    """The quota is 20 failed authentications a minute per client IP; the 20th failure locks the
+    client out at once, so its 21st request is refused whatever it carries."""
     base = "http://" + addr
-    statuses, refusal = [], None
-    for _ in range(30):
+
+    def forged(source):
         body = github_body()
         h = github_headers(body)
         h["X-Hub-Signature-256"] = bbkit.gh(body, "not-the-secret")
-        r = bbkit.post(base, "github", body, h, source="127.0.0.3")
-        statuses.append(r.status_code)
-        if r.status_code != 401:
-            refusal = r
-            break
-    n401 = statuses.count(401)
-    expect("failed-auth: bad signatures from 127.0.0.3 are 401 until the quota of 20 is used up",
-           refusal is not None and 20 <= n401 <= 21, f"{n401} × 401, then {statuses[-1]}")
-    record("failed-auth: past it, 429 too_many_failed_authentications with Retry-After",
-           refusal_problems(refusal, 429, "too_many_failed_authentications"), refusal.text if refusal else "")
+        return bbkit.post(base, "github", body, h, source=source)
+
+    statuses = [forged("127.0.0.3").status_code for _ in range(20)]
+    expect("failed-auth: 20 bad signatures from 127.0.0.3 are each 401 (the quota is 20)",
+           statuses == [401] * 20, f"statuses {statuses}")
+    refusal = forged("127.0.0.3")
+    record("failed-auth: the 21st (bad) request is 429 too_many_failed_authentications with Retry-After",
+           refusal_problems(refusal, 429, "too_many_failed_authentications"), refusal.text)
+
     locked = valid(base, "127.0.0.3")
     check("failed-auth: a VALID delivery from 127.0.0.3 is 429 too", locked, 429, "too_many_failed_authentications",
           retry_after=True)
+    statuses = [forged("127.0.0.8").status_code for _ in range(20)]
+    expect("failed-auth: 20 bad signatures from 127.0.0.8 are each 401", statuses == [401] * 20,
+           f"statuses {statuses}")
+    r = valid(base, "127.0.0.8")
+    check("failed-auth: the 21st request from 127.0.0.8, a VALID delivery, is 429 (locked out by the 20th failure)",
+          r, 429, "too_many_failed_authentications", retry_after=True)
+
     r = valid(base, "127.0.0.4")
     check("failed-auth: a valid delivery from 127.0.0.4 is processed", r, 200)
     ra = locked.headers.get("retry-after", "")

@@ -1,4 +1,5 @@
-"""Helpers shared by the black-box checks (sdk_check.py, abuse_check.py).
+"""Helpers shared by the black-box checks (sdk_check.py, abuse_check.py,
+payload_check.py).
 
 - the secrets the receivers were started with (from the environment that
   scripts/blackbox.sh exports);
@@ -6,7 +7,7 @@
 - HTTP from a chosen loopback source address (the receiver's rate limiter
   and failed-authentication quota are per client IP);
 - signing with the providers' own SDKs (stripe, standardwebhooks, slack_sdk)
-  and, for GitHub and Shopify, as their docs show.
+  and, for GitHub, Shopify, Meta and X, as their docs show.
 """
 
 import base64
@@ -31,7 +32,10 @@ GITHUB = os.environ["GITHUB_WEBHOOK_SECRET"].split(",")
 STANDARD = os.environ["STANDARD_WEBHOOK_SECRET"].split(",")
 SLACK = os.environ["SLACK_SIGNING_SECRET"].split(",")
 SHOPIFY = os.environ["SHOPIFY_WEBHOOK_SECRET"].split(",")
-SECRETS = STRIPE + GITHUB + STANDARD + SLACK + SHOPIFY
+META = os.environ["META_APP_SECRET"].split(",")
+META_VERIFY_TOKEN = os.environ["META_VERIFY_TOKEN"]
+X = os.environ["X_CONSUMER_SECRET"].split(",")
+SECRETS = STRIPE + GITHUB + STANDARD + SLACK + SHOPIFY + META + [META_VERIFY_TOKEN] + X
 
 passed = 0
 failed = 0
@@ -262,3 +266,26 @@ def shop(body, secret=None):
 def shopify_headers(body, wid=None, topic="orders/create", secret=None):
     return {"X-Shopify-Topic": topic, "X-Shopify-Webhook-Id": wid or str(uuid.uuid4()),
             "Content-Type": "application/json", "X-Shopify-Hmac-Sha256": shop(body, secret)}
+
+
+def meta_sig(body, secret=None):
+    """Meta's X-Hub-Signature-256: "sha256=" + hex HMAC-SHA256(app secret, raw body)."""
+    return "sha256=" + hmac.new((secret or META[0]).encode(), _bytes(body), hashlib.sha256).hexdigest()
+
+
+def meta_headers(body, secret=None):
+    return {"Content-Type": "application/json", "X-Hub-Signature-256": meta_sig(body, secret)}
+
+
+def x_sig(body, secret=None):
+    """X's X-Twitter-Webhooks-Signature: "sha256=" + base64 HMAC-SHA256(consumer secret, raw body)."""
+    return "sha256=" + base64.b64encode(hmac.new((secret or X[0]).encode(), _bytes(body), hashlib.sha256).digest()).decode()
+
+
+def x_headers(body, secret=None):
+    return {"Content-Type": "application/json", "X-Twitter-Webhooks-Signature": x_sig(body, secret)}
+
+
+def x_crc_token(crc_token, secret=None):
+    """The response_token X expects for a CRC challenge (its Account Activity docs)."""
+    return x_sig(crc_token, secret or X[0])

@@ -57,7 +57,7 @@ check("stripe: v0 only", r, 401, "malformed_signature")
 r = post("stripe", body, {})
 check("stripe: no header", r, 401, "missing_signature")
 r = post("stripe", "not json", {"Stripe-Signature": stripe_header("not json")})
-check("stripe: verified, not JSON", r, 400)
+check("stripe: verified, not JSON", r, 400, "invalid_json")
 eid, body = stripe_event("test.handler_error")
 r = post("stripe", body, {"Stripe-Signature": stripe_header(body)})
 check("stripe: handler error", r, 500)
@@ -161,10 +161,10 @@ r = requests.post(f"{BASE}/webhooks/github", data=(c for c in [big[:MAX_BODY // 
 check("github: over the limit, chunked", r, 413)
 exact = "x" * MAX_BODY
 r = post("github", exact, {**base, "X-Hub-Signature-256": gh(exact)})
-check("github: at the limit, verified, not JSON", r, 400)
+check("github: at the limit, verified, not JSON", r, 400, "invalid_json")
 binary = b"\xff\xfe\x00garbage"
 r = post("github", binary, {**base, "X-Hub-Signature-256": gh(binary)})
-check("github: non-UTF-8 body verifies, then is not JSON", r, 400)
+check("github: non-UTF-8 body verifies, then is not JSON", r, 400, "invalid_json")
 
 # --- Shopify, signed as Shopify's docs show (base64 hmac over the body) ------------------------
 def shopify_body():
