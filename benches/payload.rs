@@ -1,1 +1,401 @@
-fn main() {}
+//! What the payload step costs next to plain serde, measured with criterion.
+//!
+//! The bodies are Stripe-shaped `invoice.paid` events
+//! (`{"id","object":"event","type","created","data":{"object":{…}}}`) of
+//! exactly 256 B, 1 KiB, 16 KiB and 256 KiB: the invoice carries
+//! `lines.data`, an array of ~256-byte line items, as many as fit, and its
+//! `description` pads the body to the exact size. The schema is
+//! `examples/schemas/stripe.json`, compiled once as the default schema; the
+//! typed payload is [`StripeEvent`], whose invoice and line items are typed
+//! structs too (so the typed step deserializes every line item).
+//!
+//! One group per size, `payload/<size>`, so every ratio comes from one run:
+//!
+//! - `serde_typed`: `serde_json::from_slice::<StripeEvent>`, one typed
+//!   parse (the baseline);
+//! - `serde_value`: `serde_json::from_slice::<serde_json::Value>`, one
+//!   generic parse;
+//! - `guard_parse_validate_typed`: webhook-guard's payload step on a fresh
+//!   [`VerifiedWebhook`] (made by `Verifier::verify` outside the timing):
+//!   `hook.json_value()` (the one strict parse, refusing duplicate keys),
+//!   `schemas.validate(hook.event_type(), value)`, `hook.json::<StripeEvent>()`
+//!   (deserialized from the parsed value, not from the bytes);
+//! - `guard_json_value`, `guard_validate`, `guard_typed_from_parsed`: those
+//!   three steps alone (the latter two on a hook whose body is already
+//!   parsed), so their sum can be compared with the whole;
+//! - `serde_typed_from_value`: `StripeEvent::deserialize(&value)` from an
+//!   already parsed `Value`, without the hook's error-path tracking
+//!   (`serde_path_to_error`): what `guard_typed_from_parsed` costs at least;
+//! - `serde_value_validate_serde_typed`: what a layer that parses twice
+//!   would cost: `from_slice::<Value>`, validate, `from_slice::<StripeEvent>`;
+//! - `verify_parse_validate_typed`: the whole pipeline, HMAC included:
+//!   `Verifier::verify` (Stripe scheme, schemas attached, fixed clock), then
+//!   validate and typed as above. (`Verifier::verify` itself does not
+//!   validate: the layer does, with the same public `Schemas::validate`.)
+//! - `raw_hmac_sha256`: HMAC-SHA256 over the same signed bytes (`<t>.` and
+//!   the body) with a pre-keyed, cloned `Hmac<Sha256>` and `verify_slice`
+//!   against the header's tag: the floor for `verify_parse_validate_typed`.
+//!
+//! Every measurement returns its results and criterion drops them after
+//! the timing (`iter_batched`), so no variant pays for freeing a parsed
+//! tree and the others not. Before measuring, each size is checked: the
+//! body has the intended size, it verifies, passes the schema, the typed
+//! result through the hook equals serde's, and the hook's parse is cached
+//! (`json_value` twice returns the same value).
+//!
+//! Run:
+//!
+//! ```text
+//! cargo bench --all-features --bench payload                   # full run
+//! BENCH_SMOKE=1 cargo bench --all-features --bench payload     # CI: tiny times
+//! cargo bench --all-features --bench payload -- --test         # one iteration each
+//! cargo bench --all-features --bench payload -- payload/1KiB   # one size (a criterion filter)
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::Sha256;
+use webhook_guard::schema::Schemas;
+use webhook_guard::test_util::TestSigner;
+use webhook_guard::{FixedClock, Scheme, VerifiedWebhook, Verifier};
+
+/// The Stripe endpoint secret of every benchmark.
+const SECRET: &str = "whsec_payload_bench_secret";
+/// The signed timestamp, and the verifier's fixed clock.
+const NOW: i64 = 1_700_000_000;
+/// The Stripe event schema shipped with the examples.
+const STRIPE_SCHEMA: &str = include_str!("../examples/schemas/stripe.json");
+/// Group names and exact body sizes.
+const SIZES: [(&str, usize); 4] = [
+    ("256B", 256),
+    ("1KiB", 1024),
+    ("16KiB", 16 * 1024),
+    ("256KiB", 256 * 1024),
+];
+
+/// A Stripe event, typed all the way down.
+#[derive(Debug, PartialEq, Deserialize)]
+struct StripeEvent {
+    id: String,
+    r#type: String,
+    created: i64,
+    data: Data,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+struct Data {
+    object: Invoice,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+struct Invoice {
+    id: String,
+    amount_due: i64,
+    currency: String,
+    status: String,
+    description: String,
+    lines: Lines,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+struct Lines {
+    data: Vec<LineItem>,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+struct LineItem {
+    id: String,
+    amount: i64,
+    currency: String,
+    description: String,
+    quantity: u64,
+    period: Period,
+    price: Price,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+struct Period {
+    start: i64,
+    end: i64,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+struct Price {
+    id: String,
+    unit_amount: i64,
+}
+
+/// `BENCH_SMOKE=1`: tiny warm-up and measurement times, for CI.
+fn smoke() -> bool {
+    std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1")
+}
+
+fn config() -> Criterion {
+    let c = Criterion::default();
+    if smoke() {
+        // 40 benchmarks: the analysis (fewer resamples) and the timing
+        // together stay under ~0.15 s each.
+        c.warm_up_time(Duration::from_millis(20))
+            .measurement_time(Duration::from_millis(50))
+            .sample_size(10)
+            .nresamples(1000)
+    } else {
+        c
+    }
+}
+
+/// Line item `i` (256 bytes while `i` has at most 8 digits).
+fn line_item(i: usize) -> String {
+    format!(
+        r#"{{"id":"il_1OaQ7x2eZvKYlo2C{i:08}","object":"line_item","amount":1500,"currency":"usd","description":"1 x Pro plan (at $15.00 / month)","quantity":1,"period":{{"start":1700000000,"end":1702592000}},"price":{{"id":"price_1OaQ7x2eZvKYlo2C","unit_amount":1500}}}}"#
+    )
+}
+
+/// The event with `items` line items (joined with commas) and a
+/// description of `pad` bytes.
+fn render(items: &str, count: usize, pad: usize) -> String {
+    format!(
+        r#"{{"id":"evt_1OaQ7x2eZvKYlo2C","object":"event","type":"invoice.paid","created":{NOW},"data":{{"object":{{"id":"in_1OaQ7x2eZvKYlo2C","object":"invoice","amount_due":{},"currency":"usd","status":"paid","description":"{}","lines":{{"data":[{items}]}}}}}}}}"#,
+        1500 * count,
+        "x".repeat(pad),
+    )
+}
+
+/// A Stripe event of exactly `size` bytes, and its number of line items.
+fn stripe_event(size: usize) -> (Bytes, usize) {
+    let mut items = String::new();
+    let mut count = 0;
+    loop {
+        let next = line_item(count);
+        let sep = usize::from(count > 0);
+        // The length with one more item and no padding, without rendering
+        // it: only the items and the total's digits change.
+        let longer = render("", count + 1, 0).len() + items.len() + sep + next.len();
+        if longer > size {
+            break;
+        }
+        if count > 0 {
+            items.push(',');
+        }
+        items.push_str(&next);
+        count += 1;
+    }
+    let bare = render(&items, count, 0).len();
+    assert!(bare <= size, "the smallest event is {bare} bytes, over {size}");
+    let body = render(&items, count, size - bare);
+    assert_eq!(body.len(), size);
+    (Bytes::from(body), count)
+}
+
+fn stripe_schemas() -> Schemas {
+    let schema: Value = serde_json::from_str(STRIPE_SCHEMA).expect("stripe.json is JSON");
+    Schemas::builder()
+        .default_schema(schema)
+        .build()
+        .expect("stripe.json compiles")
+}
+
+/// webhook-guard's payload step on a verified delivery: the one strict
+/// parse, the schema, the typed payload from the parsed value.
+fn parse_validate_typed(schemas: &Schemas, hook: &VerifiedWebhook) -> StripeEvent {
+    let value = hook.json_value().expect("the body is JSON");
+    schemas
+        .validate(hook.event_type(), value)
+        .expect("the body passes the schema");
+    hook.json::<StripeEvent>().expect("the body is a StripeEvent")
+}
+
+/// The batch size for `iter_batched`: about 1 MiB of body per batch, so the
+/// retained outputs (parsed trees, dropped after each batch) stay small.
+fn batch(len: usize) -> BatchSize {
+    BatchSize::NumIterations(((1 << 20) / len).clamp(8, 1024) as u64)
+}
+
+/// The hex `v1` tag and the `t` of a `Stripe-Signature` header.
+fn stripe_tag(headers: &HeaderMap) -> (Vec<u8>, String) {
+    let header = headers["stripe-signature"].to_str().unwrap();
+    let mut t = None;
+    let mut v1 = None;
+    for item in header.split(',') {
+        match item.split_once('=') {
+            Some(("t", value)) => t = Some(value.to_owned()),
+            Some(("v1", value)) => v1 = Some(hex::decode(value).unwrap()),
+            _ => {}
+        }
+    }
+    (v1.unwrap(), t.unwrap())
+}
+
+fn payload(c: &mut Criterion) {
+    let schemas = stripe_schemas();
+    let scheme = Scheme::stripe();
+    let signer = TestSigner::new(&scheme, SECRET).unwrap().timestamp(NOW);
+    let verifier = Verifier::builder(scheme)
+        .secret(SECRET)
+        .clock(FixedClock::new(NOW))
+        .schemas(schemas.clone())
+        .build()
+        .unwrap();
+    let keyed = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+
+    for (name, size) in SIZES {
+        let (body, items) = stripe_event(size);
+        let len = body.len();
+        let headers = signer.headers(&body);
+        let (tag, t) = stripe_tag(&headers);
+        let prefix = format!("{t}.");
+        let verify = || verifier.verify(&headers, body.clone()).expect("verified");
+
+        // The checks: every variant does what it claims, on this body.
+        let expected: StripeEvent = serde_json::from_slice(&body).unwrap();
+        assert_eq!(expected.r#type, "invoice.paid");
+        assert_eq!(expected.data.object.lines.data.len(), items);
+        let hook = verify();
+        let first: *const Value = hook.json_value().unwrap();
+        assert!(
+            std::ptr::eq(first, hook.json_value().unwrap()),
+            "the hook parses once"
+        );
+        assert_eq!(hook.event_type(), Some("invoice.paid"));
+        assert_eq!(parse_validate_typed(&schemas, &hook), expected);
+        let mut mac = keyed.clone();
+        mac.update(prefix.as_bytes());
+        mac.update(&body);
+        mac.verify_slice(&tag).expect("the raw HMAC matches");
+        drop(hook);
+        eprintln!("payload/{name}: {len} bytes, {items} line items");
+
+        let mut group = c.benchmark_group(format!("payload/{name}"));
+        group.throughput(Throughput::Bytes(len as u64));
+
+        group.bench_function("serde_typed", |b| {
+            b.iter_batched(
+                || (),
+                |()| serde_json::from_slice::<StripeEvent>(black_box(&body)).unwrap(),
+                batch(len),
+            );
+        });
+
+        group.bench_function("serde_value", |b| {
+            b.iter_batched(
+                || (),
+                |()| serde_json::from_slice::<Value>(black_box(&body)).unwrap(),
+                batch(len),
+            );
+        });
+
+        group.bench_function("guard_parse_validate_typed", |b| {
+            b.iter_batched(
+                verify,
+                |hook| {
+                    let event = parse_validate_typed(&schemas, &hook);
+                    (hook, event)
+                },
+                batch(len),
+            );
+        });
+
+        group.bench_function("guard_json_value", |b| {
+            b.iter_batched(
+                verify,
+                |hook| {
+                    hook.json_value().expect("the body is JSON");
+                    hook
+                },
+                batch(len),
+            );
+        });
+
+        let parsed = || {
+            let hook = verify();
+            hook.json_value().expect("the body is JSON");
+            hook
+        };
+
+        let hook = parsed();
+        group.bench_function("guard_validate", |b| {
+            b.iter(|| {
+                let value = hook.json_value().expect("the body is JSON");
+                schemas
+                    .validate(hook.event_type(), black_box(value))
+                    .expect("the body passes the schema");
+            });
+        });
+        drop(hook);
+
+        group.bench_function("guard_typed_from_parsed", |b| {
+            b.iter_batched(
+                parsed,
+                |hook| {
+                    let event = hook.json::<StripeEvent>().expect("the body is a StripeEvent");
+                    (hook, event)
+                },
+                batch(len),
+            );
+        });
+
+        let value: Value = serde_json::from_slice(&body).unwrap();
+        group.bench_function("serde_typed_from_value", |b| {
+            b.iter_batched(
+                || (),
+                |()| StripeEvent::deserialize(black_box(&value)).unwrap(),
+                batch(len),
+            );
+        });
+        drop(value);
+
+        group.bench_function("serde_value_validate_serde_typed", |b| {
+            b.iter_batched(
+                || (),
+                |()| {
+                    let value: Value = serde_json::from_slice(black_box(&body)).unwrap();
+                    let event_type = value.get("type").and_then(Value::as_str);
+                    schemas
+                        .validate(event_type, &value)
+                        .expect("the body passes the schema");
+                    let event: StripeEvent = serde_json::from_slice(black_box(&body)).unwrap();
+                    (value, event)
+                },
+                batch(len),
+            );
+        });
+
+        group.bench_function("verify_parse_validate_typed", |b| {
+            b.iter_batched(
+                || body.clone(),
+                |body| {
+                    let hook = verifier.verify(black_box(&headers), body).expect("verified");
+                    let event = parse_validate_typed(&schemas, &hook);
+                    (hook, event)
+                },
+                batch(len),
+            );
+        });
+
+        group.bench_function("raw_hmac_sha256", |b| {
+            b.iter(|| {
+                let mut mac = keyed.clone();
+                mac.update(prefix.as_bytes());
+                mac.update(black_box(&body));
+                mac.verify_slice(&tag).expect("the raw HMAC matches");
+            });
+        });
+
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = payload
+}
+criterion_main!(benches);
