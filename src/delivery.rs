@@ -97,7 +97,10 @@ impl VerifiedWebhook {
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.split(';').next())
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+            // The header is not signed: a signed JSON body stays JSON (with
+            // its `event_id` as the dedupe key) whatever it is relabelled as.
+            && !matches!(body.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
         Self {
             inner: Arc::new(Inner {
                 provider: scheme.provider().clone(),

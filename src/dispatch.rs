@@ -251,6 +251,19 @@ impl EventRouter {
     /// Dispatches one verified delivery.
     pub async fn dispatch(&self, hook: VerifiedWebhook) -> Response {
         let routes = &*self.inner;
+        // A body that is not acceptable JSON is a 400 before any matching:
+        // its event type could not even be read.
+        if !hook.is_form_encoded() {
+            if let Err(rejection) = hook.json_value() {
+                tracing::warn!(
+                    target: "webhook_guard",
+                    provider = hook.provider().name(),
+                    reason = rejection.reason(),
+                    "verified payload refused"
+                );
+                return rejection.to_response();
+            }
+        }
         let matched = hook
             .event_type()
             .and_then(|t| {

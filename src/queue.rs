@@ -115,7 +115,11 @@ impl AckQueue {
     }
 
     fn accept(&self, req: Job) -> Response {
-        let hook = req.extensions().get::<VerifiedWebhook>().cloned();
+        let Some(hook) = req.extensions().get::<VerifiedWebhook>().cloned() else {
+            // Behind no verification layer: a configuration mistake, never
+            // an unverified job accepted.
+            return crate::MissingVerification.into_response();
+        };
         let outcome = {
             let guard = self
                 .sender
@@ -133,8 +137,8 @@ impl AckQueue {
             Ok(()) => {
                 let body = serde_json::json!({
                     "status": "accepted",
-                    "id": hook.as_ref().and_then(VerifiedWebhook::delivery_id),
-                    "type": hook.as_ref().and_then(VerifiedWebhook::event_type),
+                    "id": hook.delivery_id(),
+                    "type": hook.event_type(),
                 });
                 (
                     StatusCode::ACCEPTED,
@@ -146,6 +150,7 @@ impl AckQueue {
             Err(detail) => {
                 tracing::warn!(target: "webhook_guard", "{detail}");
                 Rejection::new(RejectionKind::QueueFull, detail)
+                    .with_provider(hook.provider())
                     .with_retry_after(self.retry_after)
                     .to_response()
             }
