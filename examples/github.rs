@@ -64,7 +64,11 @@ async fn issue_opened(event: Event<IssuesEvent>) -> Result<(), HandlerError> {
 
 /// Every other `issues` action (closed, labeled, …).
 async fn issue_changed(event: Event<IssuesEvent>) -> Result<(), HandlerError> {
-    tracing::info!("issue #{} {}", event.data().issue.number, event.action().unwrap_or("changed"));
+    tracing::info!(
+        "issue #{} {}",
+        event.data().issue.number,
+        event.action().unwrap_or("changed")
+    );
     Ok(())
 }
 
