@@ -14,7 +14,8 @@ use crate::{Rejection, RejectionKind, VerifiedWebhook, Verifier};
 
 /// How often, and how far apart, a failed `complete` is retried in the
 /// background.
-const COMPLETE_RETRIES: [Duration; 4] = [
+const COMPLETE_RETRIES: [Duration; 5] = [
+    Duration::ZERO,
     Duration::from_millis(200),
     Duration::from_secs(1),
     Duration::from_secs(5),
@@ -62,13 +63,14 @@ where
         store: Some(store.clone()),
         key,
         token,
+        times,
+        succeeded: false,
     };
     let result = inner.call(req).await;
-    let Some(store) = held.store.take() else {
-        return result;
-    };
-    let succeeded = matches!(&result, Ok(response) if response.status().as_u16() < 400);
-    if succeeded {
+    held.succeeded = matches!(&result, Ok(response) if response.status().as_u16() < 400);
+    // If this future is dropped while the store answers, `held` finishes
+    // the job (complete or release) in the background.
+    if held.succeeded {
         if let Err(e) = store.complete(&key, token, times).await {
             tracing::error!(
                 target: "webhook_guard",
@@ -76,7 +78,7 @@ where
                 error = %e,
                 "could not mark a processed delivery in the dedupe store; retrying in the background"
             );
-            complete_later(store, key, token, times);
+            complete_later(store.clone(), key, token, times);
         }
     } else if let Err(e) = store.release(&key, token).await {
         tracing::warn!(
@@ -86,6 +88,7 @@ where
             "could not release a failed delivery's claim; it frees itself when its lease ends"
         );
     }
+    held.store = None;
     result
 }
 
@@ -146,13 +149,17 @@ fn complete_later(store: Arc<dyn DedupeStore>, key: DedupeKey, token: LeaseToken
     });
 }
 
-/// A claim held while the handler runs. If the handler's future is dropped
-/// (the client went away, a timeout layer fired) the claim is released, so
-/// the provider's retry is processed.
+/// A claim held while the handler runs. If the future is dropped (the
+/// client went away, a timeout layer fired) before the claim is settled,
+/// it is settled in the background: released if the handler had not
+/// succeeded, so the provider's retry is processed; completed if it had,
+/// so the retry is a duplicate and never runs the handler twice.
 struct Held {
     store: Option<Arc<dyn DedupeStore>>,
     key: DedupeKey,
     token: LeaseToken,
+    times: Retention,
+    succeeded: bool,
 }
 
 impl Drop for Held {
@@ -160,7 +167,11 @@ impl Drop for Held {
         let Some(store) = self.store.take() else {
             return;
         };
-        let (key, token) = (self.key, self.token);
+        let (key, token, times) = (self.key, self.token, self.times);
+        if self.succeeded {
+            complete_later(store, key, token, times);
+            return;
+        }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let _ = store.release(&key, token).await;

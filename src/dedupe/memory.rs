@@ -22,11 +22,14 @@ const SHARDS: usize = 16;
 /// - **by time**: a completed key is dropped after its idempotency
 ///   retention, an abandoned claim after its lease;
 /// - **by count**: at most [`max_entries`](MemoryStoreBuilder::max_entries)
-///   keys. When full it evicts the oldest keys that are past their replay
+///   keys, split evenly over 16 shards by key hash. When a key's shard is
+///   full it evicts that shard's oldest keys that are past their replay
 ///   window; it **never** evicts a key younger than its replay window or a
-///   live claim. If every key is that young, a new claim fails with
+///   live claim. If the shard holds only such keys, a new claim fails with
 ///   [`StoreError::full`] (503 and `Retry-After`) instead of forgetting
-///   one, since forgetting it would let a replay through.
+///   one, since forgetting it would let a replay through. Keys spread
+///   evenly, so with only young keys this starts at roughly 85 % of the
+///   bound: size the bound with that margin.
 ///
 /// Each key costs about 220 bytes (measured with the `flood_memory`
 /// bench), so the default bound of 100 000 keys is about 25 MiB at most. Only verified deliveries are claimed, so only the
@@ -50,7 +53,8 @@ pub struct MemoryStore {
 
 struct Inner {
     shards: Vec<Mutex<Shard>>,
-    per_shard: usize,
+    /// Each shard's bound; they add up to exactly `max_entries`.
+    caps: Vec<usize>,
     clock: Arc<dyn Clock>,
 }
 
@@ -126,12 +130,13 @@ impl MemoryStore {
 
     /// The bound on the number of keys.
     pub fn max_entries(&self) -> usize {
-        self.inner.per_shard * self.inner.shards.len()
+        self.inner.caps.iter().sum()
     }
 
-    fn shard(&self, key: &DedupeKey) -> MutexGuard<'_, Shard> {
+    /// The shard of `key` and its bound.
+    fn shard(&self, key: &DedupeKey) -> (MutexGuard<'_, Shard>, usize) {
         let index = usize::from(key.as_bytes()[0]) % self.inner.shards.len();
-        lock(&self.inner.shards[index])
+        (lock(&self.inner.shards[index]), self.inner.caps[index])
     }
 
     fn now(&self) -> i64 {
@@ -145,8 +150,7 @@ impl MemoryStore {
         times: Retention,
     ) -> Result<Claim, StoreError> {
         let now = self.now();
-        let cap = self.inner.per_shard;
-        let mut shard = self.shard(key);
+        let (mut shard, cap) = self.shard(key);
         shard.sweep(now, 2);
         if let Some(entry) = shard.map.get(key) {
             match entry.state {
@@ -173,12 +177,11 @@ impl MemoryStore {
         times: Retention,
     ) -> Result<(), StoreError> {
         let now = self.now();
-        let cap = self.inner.per_shard;
         let done = State::Done {
             protected_until: now.saturating_add(as_millis(times.replay_window())),
             expires: now.saturating_add(as_millis(times.idempotency())),
         };
-        let mut shard = self.shard(key);
+        let (mut shard, cap) = self.shard(key);
         match shard.map.get_mut(key) {
             Some(entry) => match entry.state {
                 State::Held { token: holder, until } if holder != token && until > now => {}
@@ -195,7 +198,7 @@ impl MemoryStore {
     }
 
     pub(crate) fn release_now(&self, key: &DedupeKey, token: LeaseToken) {
-        let mut shard = self.shard(key);
+        let (mut shard, _) = self.shard(key);
         if matches!(
             shard.map.get(key),
             Some(Entry { state: State::Held { token: holder, .. }, .. }) if *holder == token
@@ -336,12 +339,15 @@ impl MemoryStoreBuilder {
 
     /// The store.
     pub fn build(self) -> MemoryStore {
-        let shards = SHARDS.min(self.max_entries.get());
-        let per_shard = self.max_entries.get().div_ceil(shards);
+        let max = self.max_entries.get();
+        let shards = SHARDS.min(max);
+        let caps = (0..shards)
+            .map(|i| max / shards + usize::from(i < max % shards))
+            .collect();
         MemoryStore {
             inner: Arc::new(Inner {
                 shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
-                per_shard,
+                caps,
                 clock: self.clock,
             }),
         }
@@ -421,6 +427,14 @@ mod tests {
     }
 
     #[test]
+    fn the_bound_is_exact() {
+        let clock = Arc::new(FixedClock::new(1_000));
+        for max in [1, 15, 16, 17, 20, 100, 10_001] {
+            assert_eq!(store(max, &clock).max_entries(), max);
+        }
+    }
+
+    #[test]
     fn released_keys_do_not_grow_the_queue() {
         let clock = Arc::new(FixedClock::new(1_000));
         let s = store(16, &clock);
@@ -431,7 +445,7 @@ mod tests {
             assert_eq!(s.claim_now(&k, tok, t).ok(), Some(Claim::Acquired));
             s.release_now(&k, tok);
         }
-        let shard = s.shard(&k);
+        let (shard, _) = s.shard(&k);
         assert!(shard.order.len() <= 64 + 2, "{}", shard.order.len());
     }
 }
