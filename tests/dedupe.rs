@@ -49,7 +49,7 @@ use webhook_guard::{
     Clock as _, ConfigError, FixedClock, RejectionKind, Scheme, SystemClock, VerifiedWebhook, Verifier,
 };
 
-use support::{assert_problem, body_bytes, send, PATH};
+use support::{assert_problem, body_bytes, send, Counting, PATH};
 
 // ---------------------------------------------------------------------------
 // Stores
@@ -1070,61 +1070,6 @@ async fn routes_with_different_namespaces_are_separate<S: DedupeStore + Clone>(s
         Some("invoice.paid"),
     );
     assert_eq!(probe.calls(), 2);
-}
-
-/// Counts the calls reaching a store.
-#[derive(Clone)]
-struct Counting<S> {
-    inner: S,
-    claims: Arc<AtomicUsize>,
-    completes: Arc<AtomicUsize>,
-    releases: Arc<AtomicUsize>,
-}
-
-impl<S> Counting<S> {
-    fn new(inner: S) -> Self {
-        Self {
-            inner,
-            claims: Arc::default(),
-            completes: Arc::default(),
-            releases: Arc::default(),
-        }
-    }
-
-    fn counts(&self) -> (usize, usize, usize) {
-        (
-            self.claims.load(Ordering::SeqCst),
-            self.completes.load(Ordering::SeqCst),
-            self.releases.load(Ordering::SeqCst),
-        )
-    }
-}
-
-impl<S: DedupeStore> DedupeStore for Counting<S> {
-    fn claim<'a>(
-        &'a self,
-        key: &'a DedupeKey,
-        token: LeaseToken,
-        times: Retention,
-    ) -> StoreFuture<'a, Claim> {
-        self.claims.fetch_add(1, Ordering::SeqCst);
-        self.inner.claim(key, token, times)
-    }
-
-    fn complete<'a>(
-        &'a self,
-        key: &'a DedupeKey,
-        token: LeaseToken,
-        times: Retention,
-    ) -> StoreFuture<'a, ()> {
-        self.completes.fetch_add(1, Ordering::SeqCst);
-        self.inner.complete(key, token, times)
-    }
-
-    fn release<'a>(&'a self, key: &'a DedupeKey, token: LeaseToken) -> StoreFuture<'a, ()> {
-        self.releases.fetch_add(1, Ordering::SeqCst);
-        self.inner.release(key, token)
-    }
 }
 
 async fn forged_request_never_touches_the_store<S: DedupeStore + Clone>(store: S) {

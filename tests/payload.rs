@@ -26,9 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::sync::{mpsc, Notify, Semaphore};
-use webhook_guard::dedupe::{
-    Claim, Dedupe, DedupeKey, DedupeStore, LeaseToken, MemoryStore, Retention, StoreFuture,
-};
+use webhook_guard::dedupe::{Dedupe, DedupeStore, MemoryStore};
 use webhook_guard::dispatch::{Event, EventRouter, HandlerError};
 use webhook_guard::handshake::Handshake;
 use webhook_guard::queue::AckQueue;
@@ -36,7 +34,7 @@ use webhook_guard::schema::Schemas;
 use webhook_guard::test_util::TestSigner;
 use webhook_guard::{ConfigError, FixedClock, Rejection, RejectionKind, Scheme, VerifiedWebhook, Verifier};
 
-use support::{app, assert_ok, assert_problem, body_bytes, send, PATH};
+use support::{app, assert_ok, assert_problem, body_bytes, send, Counting, PATH};
 
 const NOW: i64 = 1_700_000_000;
 const STRIPE_SECRET: &str = "whsec_payload_stripe_7c21d9";
@@ -53,54 +51,6 @@ const FORM: &str = "application/x-www-form-urlencoded";
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// A dedupe store that counts every call made to it, then forwards to a
-/// real `MemoryStore`.
-#[derive(Clone)]
-struct Counting {
-    inner: MemoryStore,
-    calls: Arc<AtomicUsize>,
-}
-
-impl Counting {
-    fn new() -> Self {
-        Self {
-            inner: MemoryStore::new(),
-            calls: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-impl DedupeStore for Counting {
-    fn claim<'a>(
-        &'a self,
-        key: &'a DedupeKey,
-        token: LeaseToken,
-        times: Retention,
-    ) -> StoreFuture<'a, Claim> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.claim(key, token, times)
-    }
-
-    fn complete<'a>(
-        &'a self,
-        key: &'a DedupeKey,
-        token: LeaseToken,
-        times: Retention,
-    ) -> StoreFuture<'a, ()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.complete(key, token, times)
-    }
-
-    fn release<'a>(&'a self, key: &'a DedupeKey, token: LeaseToken) -> StoreFuture<'a, ()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.release(key, token)
-    }
-}
 
 fn dedupe(store: impl DedupeStore, namespace: &str) -> Dedupe {
     Dedupe::builder(store, namespace).build().unwrap()
@@ -344,7 +294,7 @@ async fn schema_valid_body_reaches_the_handler() {
 
 #[tokio::test]
 async fn schema_violation_is_422_naming_the_pointer_never_the_value() {
-    let store = Counting::new();
+    let store = Counting::new(MemoryStore::new());
     let verifier = stripe(Some(stripe_schemas()), Some(dedupe(store.clone(), "stripe")));
     let (router, calls) = app(&verifier);
     let cases: Vec<(&str, String, &str, &str)> = vec![
@@ -503,7 +453,7 @@ async fn event_type_schema_applies_in_addition_and_only_to_its_type() {
 
 #[tokio::test]
 async fn non_json_verified_body_is_400_invalid_json() {
-    let store = Counting::new();
+    let store = Counting::new(MemoryStore::new());
     let (router, calls) = app(&stripe(
         Some(stripe_schemas()),
         Some(dedupe(store.clone(), "stripe")),
@@ -526,7 +476,7 @@ async fn non_json_verified_body_is_400_invalid_json() {
 
 #[tokio::test]
 async fn duplicate_keys_are_400_at_any_depth_and_after_unescaping() {
-    let store = Counting::new();
+    let store = Counting::new(MemoryStore::new());
     let (router, calls) = app(&stripe(
         Some(stripe_schemas()),
         Some(dedupe(store.clone(), "stripe")),
@@ -591,7 +541,7 @@ async fn duplicate_keys_are_400_at_any_depth_and_after_unescaping() {
 
 #[tokio::test]
 async fn forged_body_is_never_parsed() {
-    let store = Counting::new();
+    let store = Counting::new(MemoryStore::new());
     let (router, calls) = app(&stripe(
         Some(stripe_schemas()),
         Some(dedupe(store.clone(), "stripe")),
@@ -1855,7 +1805,7 @@ async fn get_on_a_route_without_a_handshake_is_405() {
 
 #[tokio::test]
 async fn slack_url_verification_is_answered_by_the_layer() {
-    let store = Counting::new();
+    let store = Counting::new(MemoryStore::new());
     let log = new_log();
     let events = EventRouter::new()
         .on("url_verification", recorder(&log, "on"))
@@ -2227,7 +2177,7 @@ async fn ack_queue_with_dedupe() {
         .workers(nz(1))
         .spawn(events)
         .unwrap();
-    let store = Counting::new();
+    let store = Counting::new(MemoryStore::new());
     let verifier = stripe(Some(stripe_schemas()), Some(dedupe(store.clone(), "stripe")));
     let router = queue_app(&verifier, queue);
     let send_id = |id: &str| {

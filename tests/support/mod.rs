@@ -321,3 +321,69 @@ impl http_body::Body for Broken {
 pub(crate) fn body(bytes: impl Into<Bytes>) -> Body {
     Body::from(bytes.into())
 }
+
+/// Counts the calls reaching a store.
+#[derive(Clone)]
+pub(crate) struct Counting<S> {
+    inner: S,
+    claims: Arc<AtomicUsize>,
+    completes: Arc<AtomicUsize>,
+    releases: Arc<AtomicUsize>,
+}
+
+impl<S> Counting<S> {
+    pub(crate) fn new(inner: S) -> Self {
+        Self {
+            inner,
+            claims: Arc::default(),
+            completes: Arc::default(),
+            releases: Arc::default(),
+        }
+    }
+
+    /// Claims, completes and releases so far.
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.claims.load(Ordering::SeqCst),
+            self.completes.load(Ordering::SeqCst),
+            self.releases.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Every call so far.
+    pub(crate) fn calls(&self) -> usize {
+        let (a, b, c) = self.counts();
+        a + b + c
+    }
+}
+
+impl<S: webhook_guard::dedupe::DedupeStore> webhook_guard::dedupe::DedupeStore for Counting<S> {
+    fn claim<'a>(
+        &'a self,
+        key: &'a webhook_guard::dedupe::DedupeKey,
+        token: webhook_guard::dedupe::LeaseToken,
+        times: webhook_guard::dedupe::Retention,
+    ) -> webhook_guard::dedupe::StoreFuture<'a, webhook_guard::dedupe::Claim> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
+        self.inner.claim(key, token, times)
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a webhook_guard::dedupe::DedupeKey,
+        token: webhook_guard::dedupe::LeaseToken,
+        times: webhook_guard::dedupe::Retention,
+    ) -> webhook_guard::dedupe::StoreFuture<'a, ()> {
+        self.completes.fetch_add(1, Ordering::SeqCst);
+        self.inner.complete(key, token, times)
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a webhook_guard::dedupe::DedupeKey,
+        token: webhook_guard::dedupe::LeaseToken,
+    ) -> webhook_guard::dedupe::StoreFuture<'a, ()> {
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        self.inner.release(key, token)
+    }
+}
