@@ -10,6 +10,7 @@ use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize as _;
 use serde_json::{Map, Number, Value};
 
 use crate::{Rejection, RejectionKind};
@@ -126,6 +127,11 @@ impl<'de> Visitor<'de> for StrictVisitor<'_> {
 /// Deserializes `T` from an already parsed value; a mismatch is a 422
 /// naming the JSON pointer of the first failing member (never its value).
 pub(crate) fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, Rejection> {
+    // The fast path; the path-tracking deserializer (several times slower)
+    // runs only to name the failing member.
+    if let Ok(typed) = T::deserialize(value) {
+        return Ok(typed);
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let pointer = pointer_of(e.path());
         Rejection::new(
