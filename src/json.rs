@@ -10,7 +10,6 @@ use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize as _;
 use serde_json::{Map, Number, Value};
 
 use crate::{Rejection, RejectionKind};
