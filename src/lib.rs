@@ -9,6 +9,8 @@ pub mod dedupe;
 mod delivery;
 pub mod dispatch;
 mod error;
+#[doc(hidden)]
+pub mod internals;
 pub mod handshake;
 mod json;
 pub mod manual;

@@ -1,0 +1,2 @@
+//! Placeholder for the timing check.
+fn main() {}

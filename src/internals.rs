@@ -1,0 +1,48 @@
+//! Internals for the fuzz targets and property tests in this repository.
+//! Not part of the public API: no stability promise, hidden from the docs.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::HeaderMap;
+
+use crate::client_ip::ClientIpConfig;
+use crate::{Networks, ProxyHeader, Rejection, RejectionKind, Scheme};
+
+/// What a scheme's header parser made of `headers`: the signed timestamp
+/// and the number of candidate signatures, or the rejection kind.
+pub fn parse_headers(scheme: &Scheme, headers: &HeaderMap) -> Result<(Option<i64>, usize), RejectionKind> {
+    scheme
+        .parse(headers)
+        .map(|p| (p.timestamp, p.signatures.as_slice().len()))
+        .map_err(|r: Rejection| r.kind())
+}
+
+/// The strict timestamp parser (1 to 10 ASCII digits).
+pub fn parse_timestamp(raw: &[u8]) -> Option<i64> {
+    crate::timestamp::parse(raw)
+}
+
+/// The tolerance check: `Err(skew)` when `timestamp` is further from `now`
+/// than `tolerance`, in either direction.
+pub fn check_timestamp(timestamp: i64, now: i64, tolerance: Duration) -> Result<(), i64> {
+    crate::timestamp::check(timestamp, now, tolerance)
+}
+
+/// The client address of a request from `peer`.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &Networks, header: ProxyHeader) -> IpAddr {
+    ClientIpConfig {
+        trusted: trusted.clone(),
+        header,
+    }
+    .resolve(peer, headers)
+}
+
+/// The strict JSON parse: `Ok(value)`, or the rejection kind
+/// (`InvalidJson`, `DuplicateKeys`).
+pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, RejectionKind> {
+    crate::json::parse_strict(bytes).map_err(|e| match e {
+        crate::json::JsonError::Syntax => RejectionKind::InvalidJson,
+        crate::json::JsonError::DuplicateKey => RejectionKind::DuplicateKeys,
+    })
+}
