@@ -1,0 +1,655 @@
+//! Property tests: sign-then-verify round trips and single-bit tampering
+//! for every scheme, header parsers that never panic, the strict timestamp
+//! parser against an independent reference, the client-IP rule (never a
+//! hop left of the rightmost untrusted one), one winner among concurrent
+//! dedupe claims, and the strict JSON parse against `serde_json`.
+//!
+//! Each property runs a modest number of cases so the file takes a few
+//! seconds in a debug build; failures are persisted by proptest in
+//! `tests/properties.proptest-regressions`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use serde_json::Value;
+use webhook_guard::dedupe::{Claim, DedupeKey, DedupeStore as _, LeaseToken, MemoryStore, Retention};
+use webhook_guard::internals;
+use webhook_guard::test_util::TestSigner;
+use webhook_guard::{
+    CustomScheme, FixedClock, Networks, ProxyHeader, RejectionKind, Scheme, SignatureEncoding, SignedPiece,
+    Verifier,
+};
+
+const NOW: i64 = 1_700_000_000;
+
+fn config() -> ProptestConfig {
+    // `PROPTEST_CASES` still raises (or lowers) it for a longer run.
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    }
+}
+
+/// One scheme under test: how to build it, its secret, and which headers
+/// carry the signature, the signed timestamp and a signed delivery id.
+struct Case {
+    name: &'static str,
+    scheme: Scheme,
+    secret: &'static str,
+    signature: &'static str,
+    /// The tag is hex at the end of the signature header (so flipping the
+    /// case of one of its letters leaves the same tag).
+    hex_tag: bool,
+    timestamp: Option<&'static str>,
+    signed_id: Option<&'static str>,
+}
+
+fn custom_scheme() -> Scheme {
+    let ts = HeaderName::from_static("x-acme-timestamp");
+    let id = HeaderName::from_static("x-acme-id");
+    Scheme::custom(
+        CustomScheme::builder("acme", HeaderName::from_static("x-acme-signature"))
+            .prefix("v1=")
+            .encoding(SignatureEncoding::Hex)
+            .timestamp_header(ts.clone())
+            .delivery_id_header(id.clone())
+            .signed_content([
+                SignedPiece::Header(ts),
+                SignedPiece::literal("."),
+                SignedPiece::Header(id),
+                SignedPiece::literal("."),
+                SignedPiece::Body,
+            ])
+            .build()
+            .expect("custom scheme"),
+    )
+}
+
+fn cases() -> Vec<Case> {
+    let case = |name, scheme, secret, signature, hex_tag, timestamp, signed_id| Case {
+        name,
+        scheme,
+        secret,
+        signature,
+        hex_tag,
+        timestamp,
+        signed_id,
+    };
+    vec![
+        case(
+            "stripe",
+            Scheme::stripe(),
+            "whsec_prop_test",
+            "stripe-signature",
+            true,
+            None,
+            None,
+        ),
+        case(
+            "github",
+            Scheme::github(),
+            "gh-prop-secret",
+            "x-hub-signature-256",
+            true,
+            None,
+            None,
+        ),
+        case(
+            "standard",
+            Scheme::standard_webhooks(),
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "webhook-signature",
+            false,
+            Some("webhook-timestamp"),
+            Some("webhook-id"),
+        ),
+        case(
+            "slack",
+            Scheme::slack(),
+            "8f742231b10e8888abcd99yyyzzz85a5",
+            "x-slack-signature",
+            true,
+            Some("x-slack-request-timestamp"),
+            None,
+        ),
+        case(
+            "shopify",
+            Scheme::shopify(),
+            "shpss_prop",
+            "x-shopify-hmac-sha256",
+            false,
+            None,
+            None,
+        ),
+        case(
+            "meta",
+            Scheme::meta(),
+            "meta-app-secret",
+            "x-hub-signature-256",
+            true,
+            None,
+            None,
+        ),
+        case(
+            "x",
+            Scheme::x(),
+            "x-consumer-secret",
+            "x-twitter-webhooks-signature",
+            false,
+            None,
+            None,
+        ),
+        case(
+            "custom",
+            custom_scheme(),
+            "acme-secret",
+            "x-acme-signature",
+            true,
+            Some("x-acme-timestamp"),
+            Some("x-acme-id"),
+        ),
+    ]
+}
+
+fn verifier(case: &Case) -> Verifier {
+    Verifier::builder(case.scheme.clone())
+        .secret(case.secret)
+        .clock(FixedClock::new(NOW))
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name))
+}
+
+fn signed(case: &Case, id: &str, body: &[u8]) -> HeaderMap {
+    TestSigner::new(&case.scheme, case.secret)
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name))
+        .timestamp(NOW)
+        .id(id)
+        .headers(body)
+}
+
+/// A (position, bit) pair to flip in a value of `len` bytes.
+fn flip(bytes: &[u8], at: &Index, bit: u8) -> (usize, Vec<u8>) {
+    let i = at.index(bytes.len());
+    let mut out = bytes.to_vec();
+    out[i] ^= 1 << bit;
+    (i, out)
+}
+
+/// Flips one bit of header `name` and checks the request is refused:
+/// either the flipped bytes are not a header value at all, or the verifier
+/// rejects them. The one allowed exception is a case flip of a hex letter
+/// in a hex tag, which decodes to the same tag.
+fn assert_header_flip_rejected(
+    case: &Case,
+    verifier: &Verifier,
+    headers: &HeaderMap,
+    body: &[u8],
+    name: &str,
+    at: &Index,
+    bit: u8,
+) -> Result<(), TestCaseError> {
+    let original = headers
+        .get(name)
+        .unwrap_or_else(|| panic!("{}: the signer wrote no {name}", case.name))
+        .as_bytes();
+    let (i, flipped) = flip(original, at, bit);
+    let Ok(value) = HeaderValue::from_bytes(&flipped) else {
+        // Not representable: a control byte (or DEL) never reaches us.
+        let b = flipped[i];
+        prop_assert!(
+            (b < 0x20 && b != b'\t') || b == 0x7f,
+            "{}: {name} byte {i} -> {b:#04x} refused as a header value",
+            case.name
+        );
+        return Ok(());
+    };
+    let mut tampered = headers.clone();
+    tampered.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), value);
+    let result = verifier.verify(&tampered, Bytes::copy_from_slice(body));
+    let same_tag = case.hex_tag
+        && name == case.signature
+        && i + 64 >= original.len()
+        && bit == 5
+        && original[i].is_ascii_hexdigit()
+        && original[i].is_ascii_alphabetic();
+    if same_tag {
+        prop_assert!(
+            result.is_ok(),
+            "{}: a case flip in the hex tag is the same tag",
+            case.name
+        );
+    } else {
+        prop_assert!(
+            result.is_err(),
+            "{}: {name} with bit {bit} of byte {i} flipped ({:?} -> {:?}) was accepted",
+            case.name,
+            String::from_utf8_lossy(original),
+            String::from_utf8_lossy(&flipped)
+        );
+    }
+    Ok(())
+}
+
+/// Header names a parser may meet: every real one, and a few others.
+const NAMES: &[&str] = &[
+    "stripe-signature",
+    "x-hub-signature-256",
+    "x-hub-signature",
+    "x-github-delivery",
+    "x-github-event",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+    "x-slack-signature",
+    "x-slack-request-timestamp",
+    "x-shopify-hmac-sha256",
+    "shopify-hmac-sha256",
+    "x-shopify-topic",
+    "x-shopify-webhook-id",
+    "x-twitter-webhooks-signature",
+    "x-acme-signature",
+    "x-acme-timestamp",
+    "x-acme-id",
+    "content-type",
+    "x-other",
+];
+
+/// Header value bytes: arbitrary, or built from the pieces real values are
+/// made of, so the parsers get past their first checks.
+fn header_value_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just("t=".to_owned()),
+        Just("v1=".to_owned()),
+        Just("v0=".to_owned()),
+        Just("v1,".to_owned()),
+        Just("v1a,".to_owned()),
+        Just("sha256=".to_owned()),
+        Just(",".to_owned()),
+        Just(" ".to_owned()),
+        Just("1700000000".to_owned()),
+        Just("a".repeat(64)),
+        Just("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_owned()),
+        "[0-9a-fA-F]{0,70}",
+        "[A-Za-z0-9+/=]{0,48}",
+        "[ -~]{0,12}",
+    ];
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..80),
+        proptest::collection::vec(piece, 0..12).prop_map(|p| p.concat().into_bytes()),
+    ]
+}
+
+fn header_map() -> impl Strategy<Value = HeaderMap> {
+    proptest::collection::vec((proptest::sample::select(NAMES), header_value_bytes()), 0..10).prop_map(
+        |entries| {
+            let mut map = HeaderMap::new();
+            for (name, value) in entries {
+                if let Ok(value) = HeaderValue::from_bytes(&value) {
+                    map.append(HeaderName::from_static(name), value);
+                }
+            }
+            map
+        },
+    )
+}
+
+/// The timestamp rule, written independently: `0`, or 1 to 10 ASCII digits
+/// without a leading zero, as Unix seconds.
+fn reference_timestamp(raw: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let shape = text == "0"
+        || (matches!(text.as_bytes().first(), Some(b'1'..=b'9'))
+            && text.len() <= 10
+            && text.bytes().all(|b| b.is_ascii_digit()));
+    if shape {
+        Some(text.parse::<i64>().expect("ten digits fit"))
+    } else {
+        None
+    }
+}
+
+fn trusted() -> Networks {
+    Networks::parse("10.0.0.0/8, 192.168.0.0/16, fd00::/8").unwrap()
+}
+
+fn any_ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        any::<u32>().prop_map(|v| IpAddr::V4(Ipv4Addr::from(v))),
+        any::<u128>().prop_map(|v| IpAddr::V6(Ipv6Addr::from(v))),
+        // IPv4-mapped IPv6, which must compare as the IPv4 address.
+        any::<u32>().prop_map(|v| IpAddr::V6(Ipv4Addr::from(v).to_ipv6_mapped())),
+    ]
+}
+
+fn trusted_ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        any::<[u8; 3]>().prop_map(|[a, b, c]| IpAddr::V4(Ipv4Addr::new(10, a, b, c))),
+        any::<[u8; 2]>().prop_map(|[a, b]| IpAddr::V4(Ipv4Addr::new(192, 168, a, b))),
+        any::<u128>().prop_map(|v| IpAddr::V6(Ipv6Addr::from((v >> 8) | (0xfd << 120)))),
+    ]
+}
+
+fn untrusted_ip() -> impl Strategy<Value = IpAddr> {
+    any_ip().prop_filter("untrusted", |ip| !trusted().contains(*ip))
+}
+
+/// What may sit left of the rightmost untrusted hop: addresses (trusted
+/// or not) or anything else the client wrote, without commas.
+fn left_entry() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any_ip().prop_map(|ip| ip.to_string()),
+        trusted_ip().prop_map(|ip| ip.to_string()),
+        "[!-+\\--~]{1,12}",
+        Just("unknown".to_owned()),
+    ]
+}
+
+/// Splits `entries` into header lines at the given cut points.
+fn xff_lines(entries: &[String], cuts: &[Index]) -> HeaderMap {
+    let mut bounds: Vec<usize> = cuts.iter().map(|c| c.index(entries.len() + 1)).collect();
+    bounds.push(0);
+    bounds.push(entries.len());
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut map = HeaderMap::new();
+    for pair in bounds.windows(2) {
+        let line = entries[pair[0]..pair[1]].join(", ");
+        map.append("x-forwarded-for", HeaderValue::from_str(&line).unwrap());
+    }
+    map
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        ".{0,8}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map(".{0,6}", inner, 0..6)
+                .prop_map(|m: BTreeMap<String, Value>| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn jsonish_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let token = proptest::sample::select(vec![
+        "{",
+        "}",
+        "[",
+        "]",
+        ":",
+        ",",
+        " ",
+        "\"a\"",
+        "\"b\"",
+        "\"\"",
+        "1",
+        "-0",
+        "1e400",
+        "0.5",
+        "true",
+        "null",
+        "\"\\u00e9\"",
+        "\"\\ud800\"",
+        "\"\\\"",
+        "01",
+    ]);
+    prop_oneof![
+        proptest::collection::vec(token, 0..24).prop_map(|t| t.concat().into_bytes()),
+        proptest::collection::vec(any::<u8>(), 0..48),
+    ]
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Sign, then verify: every scheme accepts what its signer writes, for
+    /// any body bytes (UTF-8 or not) and any id.
+    #[test]
+    fn round_trip(body in proptest::collection::vec(any::<u8>(), 0..256), id in "[!-~]{1,40}") {
+        for case in cases() {
+            let headers = signed(&case, &id, &body);
+            let verified = verifier(&case)
+                .verify(&headers, Bytes::from(body.clone()));
+            let hook = verified.map_err(|r| {
+                TestCaseError::fail(format!("{}: rejected its own signature: {r:?}", case.name))
+            })?;
+            prop_assert_eq!(hook.body().as_ref(), &body[..], "{}: other bytes", case.name);
+            if case.timestamp.is_some() || case.name == "stripe" {
+                prop_assert_eq!(hook.timestamp_unix(), Some(NOW), "{}: timestamp", case.name);
+            }
+            if case.signed_id.is_some() {
+                prop_assert_eq!(hook.delivery_id(), Some(id.as_str()), "{}: delivery id", case.name);
+            }
+        }
+    }
+
+    /// Any single bit flipped in the body is rejected.
+    #[test]
+    fn body_bit_flip_is_rejected(
+        body in proptest::collection::vec(any::<u8>(), 1..256),
+        at in any::<Index>(),
+        bit in 0u8..8,
+    ) {
+        for case in cases() {
+            let headers = signed(&case, "msg_prop", &body);
+            let (_, tampered) = flip(&body, &at, bit);
+            let result = verifier(&case).verify(&headers, Bytes::from(tampered));
+            prop_assert_eq!(
+                result.err().map(|r| r.kind()),
+                Some(RejectionKind::SignatureMismatch),
+                "{}: body bit flip", case.name
+            );
+        }
+    }
+
+    /// Any single bit flipped in the signature, timestamp or signed id
+    /// header is rejected (or refused as a header value).
+    #[test]
+    fn header_bit_flip_is_rejected(
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+        id in "[!-~]{1,24}",
+        flips in proptest::collection::vec((any::<Index>(), 0u8..8), 4),
+    ) {
+        for case in cases() {
+            let headers = signed(&case, &id, &body);
+            let verifier = verifier(&case);
+            let names = [Some(case.signature), case.timestamp, case.signed_id];
+            for name in names.into_iter().flatten() {
+                for (at, bit) in &flips {
+                    assert_header_flip_rejected(&case, &verifier, &headers, &body, name, at, *bit)?;
+                }
+            }
+        }
+    }
+
+    /// Every scheme's header parser returns, whatever the headers, and what
+    /// it accepts is within its bounds.
+    #[test]
+    fn header_parsers_never_panic(headers in header_map()) {
+        for case in cases() {
+            match internals::parse_headers(&case.scheme, &headers) {
+                Ok((ts, n)) => {
+                    prop_assert!((1..=8).contains(&n), "{}: {n} signatures", case.name);
+                    prop_assert_eq!(ts.is_some(), case.scheme.is_timestamped(), "{}: timestamp", case.name);
+                    prop_assert!(ts.is_none_or(|t| (0..=9_999_999_999).contains(&t)));
+                }
+                Err(kind) => prop_assert!(kind.status().is_client_error(), "{}: {kind:?}", case.name),
+            }
+        }
+    }
+
+    /// The strict timestamp parser agrees with an independent reference.
+    #[test]
+    fn parse_timestamp_matches_reference(
+        raw in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..14),
+            "[0-9]{0,12}".prop_map(String::into_bytes),
+            "[-+ .e0-9]{0,12}".prop_map(String::into_bytes),
+            "[1-9][0-9]{0,10}".prop_map(String::into_bytes),
+        ],
+    ) {
+        prop_assert_eq!(internals::parse_timestamp(&raw), reference_timestamp(&raw), "{:?}", raw);
+    }
+
+    /// The tolerance check agrees with exact (128-bit) arithmetic.
+    #[test]
+    fn check_timestamp_matches_reference(ts in any::<i64>(), now in any::<i64>(), tol in 0u64..100_000) {
+        let skew = i128::from(now) - i128::from(ts);
+        let want = if skew.abs() <= i128::from(tol) {
+            Ok(())
+        } else {
+            Err(i64::try_from(skew).unwrap_or(if ts > now { i64::MIN } else { i64::MAX }))
+        };
+        prop_assert_eq!(internals::check_timestamp(ts, now, Duration::from_secs(tol)), want);
+    }
+
+    /// Behind a trusted proxy, the client is the rightmost untrusted hop,
+    /// whatever lies to its left and however the chain is split in lines.
+    #[test]
+    fn client_ip_is_the_rightmost_untrusted_hop(
+        peer in trusted_ip(),
+        left in proptest::collection::vec(left_entry(), 0..6),
+        client in untrusted_ip(),
+        proxies in proptest::collection::vec(trusted_ip(), 0..5),
+        cuts in proptest::collection::vec(any::<Index>(), 0..3),
+    ) {
+        let mut entries = left;
+        entries.push(client.to_string());
+        entries.extend(proxies.iter().map(ToString::to_string));
+        let headers = xff_lines(&entries, &cuts);
+        let got = internals::client_ip(peer, &headers, &trusted(), ProxyHeader::XForwardedFor);
+        prop_assert_eq!(got, client.to_canonical(), "{:?}", headers);
+    }
+
+    /// An untrusted peer is the client, whatever the headers say.
+    #[test]
+    fn untrusted_peer_is_the_client(
+        peer in untrusted_ip(),
+        entries in proptest::collection::vec(left_entry(), 0..6),
+        cuts in proptest::collection::vec(any::<Index>(), 0..3),
+        header in proptest::sample::select(vec![
+            ProxyHeader::XForwardedFor,
+            ProxyHeader::Forwarded,
+            ProxyHeader::XForwardedForThenForwarded,
+        ]),
+    ) {
+        let mut headers = xff_lines(&entries, &cuts);
+        headers.append("forwarded", HeaderValue::from_static("for=10.1.2.3"));
+        let got = internals::client_ip(peer, &headers, &trusted(), header);
+        prop_assert_eq!(got, peer.to_canonical());
+    }
+
+    /// Concurrent claims of one key on a `MemoryStore`: exactly one wins.
+    #[test]
+    fn concurrent_claims_have_one_winner(
+        ids in proptest::collection::btree_set("[a-z0-9_]{1,12}", 1..5),
+        claimers in 2usize..8,
+    ) {
+        let store = Arc::new(MemoryStore::new());
+        let times = Retention::new(Duration::from_secs(60), Duration::from_secs(600), Duration::from_secs(3600));
+        let outcomes = runtime().block_on(async {
+            let barrier = Arc::new(tokio::sync::Barrier::new(ids.len() * claimers));
+            let mut tasks = Vec::new();
+            for id in &ids {
+                for _ in 0..claimers {
+                    let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+                    let key = DedupeKey::from_id("prop", id.as_bytes());
+                    let id = id.clone();
+                    tasks.push(tokio::spawn(async move {
+                        barrier.wait().await;
+                        (id, store.claim(&key, LeaseToken::random(), times).await)
+                    }));
+                }
+            }
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("task"));
+            }
+            out
+        });
+        for id in &ids {
+            let mine: Vec<_> = outcomes.iter().filter(|(i, _)| i == id).map(|(_, c)| c).collect();
+            let acquired = mine.iter().filter(|c| matches!(c, Ok(Claim::Acquired))).count();
+            prop_assert_eq!(acquired, 1, "key {}: {:?}", id, mine);
+            prop_assert!(
+                mine.iter().all(|c| matches!(c, Ok(Claim::Acquired | Claim::InProgress { .. }))),
+                "key {}: {:?}", id, mine
+            );
+        }
+    }
+
+    /// Without duplicate keys, the strict parse is `serde_json`'s.
+    #[test]
+    fn parse_json_agrees_with_serde_json(value in json_value(), pretty in any::<bool>()) {
+        let bytes = if pretty {
+            serde_json::to_vec_pretty(&value).unwrap()
+        } else {
+            serde_json::to_vec(&value).unwrap()
+        };
+        let reference: Value = serde_json::from_slice(&bytes).unwrap();
+        prop_assert_eq!(internals::parse_json(&bytes), Ok(reference));
+    }
+
+    /// On any bytes the strict parse returns, and never accepts what
+    /// `serde_json` refuses or reads it differently.
+    #[test]
+    fn parse_json_never_panics(bytes in jsonish_bytes()) {
+        let strict = internals::parse_json(&bytes);
+        let reference = serde_json::from_slice::<Value>(&bytes);
+        match (&strict, &reference) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Ok(_), Err(e)) => prop_assert!(false, "accepted what serde_json refuses ({e}): {:?}", bytes),
+            (Err(RejectionKind::InvalidJson), Ok(_)) => {
+                prop_assert!(false, "refused valid JSON: {:?}", String::from_utf8_lossy(&bytes))
+            }
+            (Err(kind), _) => prop_assert!(
+                matches!(kind, RejectionKind::InvalidJson | RejectionKind::DuplicateKeys),
+                "{kind:?}"
+            ),
+        }
+    }
+}
+
+/// Duplicate keys are refused where `serde_json` keeps the last one.
+#[test]
+fn parse_json_refuses_duplicate_keys() {
+    for doc in [&br#"{"a":1,"a":2}"#[..], br#"[{"x":{"b":1,"b":1}}]"#] {
+        assert!(serde_json::from_slice::<Value>(doc).is_ok());
+        assert_eq!(internals::parse_json(doc), Err(RejectionKind::DuplicateKeys));
+    }
+}
