@@ -9,9 +9,9 @@ pub mod dedupe;
 mod delivery;
 pub mod dispatch;
 mod error;
+pub mod handshake;
 #[doc(hidden)]
 pub mod internals;
-pub mod handshake;
 mod json;
 pub mod manual;
 pub mod queue;
