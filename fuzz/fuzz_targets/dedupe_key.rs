@@ -1,0 +1,3 @@
+#![no_main]
+// See `webhook_guard_fuzz::dedupe_key` for what is asserted.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| webhook_guard_fuzz::dedupe_key(data));
