@@ -182,6 +182,7 @@ impl Verifier {
 
     /// Step 4 of the module docs: parse the scheme's headers and check the
     /// timestamp against the clock.
+    #[inline]
     pub(crate) fn check_headers<'a>(&'a self, headers: &'a HeaderMap) -> Result<Parsed<'a>, Rejection> {
         let inner = &*self.inner;
         let parsed = inner.scheme.parse(headers).map_err(|r| self.tag(r))?;
