@@ -35,12 +35,22 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_unix(&self) -> i64 {
-        time::OffsetDateTime::now_utc().unix_timestamp()
+        // `SystemTime` directly: `OffsetDateTime::now_utc` also works out
+        // the calendar date, which costs more than the clock read itself.
+        since_epoch(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
     }
 
     fn now_unix_millis(&self) -> i64 {
-        let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-        i64::try_from(nanos).unwrap_or(i64::MAX)
+        since_epoch(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// The system time as a signed count of `unit` since the Unix epoch
+/// (negative for a clock set before 1970).
+fn since_epoch(unit: impl Fn(std::time::Duration) -> i64) -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => unit(after),
+        Err(before) => unit(before.duration()).saturating_neg(),
     }
 }
 
@@ -90,5 +100,21 @@ impl<C: Clock> Clock for std::sync::Arc<C> {
 
     fn now_unix_millis(&self) -> i64 {
         (**self).now_unix_millis()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_clock_agrees_with_the_calendar_clock() {
+        let before = time::OffsetDateTime::now_utc().unix_timestamp();
+        let secs = SystemClock.now_unix();
+        let millis = SystemClock.now_unix_millis();
+        let after = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!((before..=after).contains(&secs), "{before} <= {secs} <= {after}");
+        assert!((before * 1000..=(after + 1) * 1000).contains(&millis));
+        assert!(secs > 1_700_000_000, "a clock after 2023");
     }
 }
