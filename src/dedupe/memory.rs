@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -58,9 +59,38 @@ struct Inner {
     clock: Arc<dyn Clock>,
 }
 
+/// Hashes a [`DedupeKey`] by folding its bytes.
+///
+/// Every key is a SHA-256 output (of the namespace and the delivery's
+/// signed id or body), so its bytes are already uniformly spread and no
+/// client can choose them: a keyed SipHash over them again would only add
+/// cost to each of the map operations a claim makes.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(17) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_usize(&mut self, _len: usize) {
+        // The length prefix of the key's byte array: always 32.
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyMap = HashMap<DedupeKey, Entry, BuildHasherDefault<KeyHasher>>;
+
 #[derive(Default)]
 struct Shard {
-    map: HashMap<DedupeKey, Entry>,
+    map: KeyMap,
     /// Keys in the order they were claimed, with the generation of the
     /// claim; a reference whose generation no longer matches is stale.
     order: VecDeque<(DedupeKey, u64)>,
@@ -235,14 +265,14 @@ impl Shard {
         let Some((key, generation)) = self.order.front().copied() else {
             return false;
         };
-        match self.map.get(&key) {
-            Some(e) if e.generation == generation => {
-                if e.state.live(now) {
+        // One hash for the lookup and the removal.
+        if let std::collections::hash_map::Entry::Occupied(e) = self.map.entry(key) {
+            if e.get().generation == generation {
+                if e.get().state.live(now) {
                     return false;
                 }
-                self.map.remove(&key);
+                e.remove();
             }
-            _ => {}
         }
         self.order.pop_front();
         true
@@ -387,6 +417,23 @@ mod tests {
             Duration::from_secs(window),
             Duration::from_secs(keep),
         )
+    }
+
+    #[test]
+    fn key_hash_spreads_keys_over_the_low_bits() {
+        use std::hash::BuildHasher as _;
+        let build = BuildHasherDefault::<KeyHasher>::default();
+        let mut buckets = vec![0u32; 1024];
+        let mut hashes = std::collections::HashSet::new();
+        for n in 0..16_384u32 {
+            let key = DedupeKey::from_id("spread", &n.to_le_bytes());
+            let h = build.hash_one(key);
+            hashes.insert(h);
+            buckets[(h % 1024) as usize] += 1;
+        }
+        assert_eq!(hashes.len(), 16_384, "no two keys share a hash");
+        // 16 per bucket on average; a uniform spread stays far below 64.
+        assert!(buckets.iter().all(|&n| (1..64).contains(&n)), "{buckets:?}");
     }
 
     fn store(max: usize, clock: &Arc<FixedClock>) -> MemoryStore {
