@@ -6,21 +6,22 @@
 //!   with `--features redis`, for [`RedisStore`] against a throwaway
 //!   `redis-server` child on a free loopback port (skipped with a note if
 //!   `redis-server` is not on `PATH`). The same generic function measures
-//!   every store. Store calls are driven by a current-thread tokio runtime,
-//!   one `block_on` per iteration (`runtime/block_on_empty` is that
-//!   overhead alone).
+//!   every store. Store futures are polled in place, as the layer polls
+//!   them inside the request's task; one that is not ready at once (Redis)
+//!   is finished with a current-thread tokio runtime's `block_on`
+//!   (`runtime/block_on_empty` is that overhead alone).
 //! - `rate_limit/check`: [`RateLimiter::check`] for one repeated client (the
 //!   hot path), clients rotating among 1 000, a client behind a 3-hop
 //!   trusted-proxy `X-Forwarded-For`, and an IPv6 client. The quota is
 //!   1 000 000 000 a second with a burst of 1 000 000 000 per client, so
 //!   every measured call takes the allow path (each result is checked).
-//! - `pipeline/1KiB`: over the same 1 KiB body, a raw HMAC-SHA256
-//!   (`Hmac<Sha256>` pre-keyed, cloned, `verify_slice`), `Verifier::verify`
-//!   with the GitHub scheme, and verify + rate limit + dedupe (the rate
-//!   limiter's check, the verify, the dedupe key derived from the body as
-//!   the GitHub layer does, a fresh lease token and a MemoryStore claim +
-//!   complete), so the ratios come from one run. `..._prekeyed` is the same
-//!   with the key and the token made outside the timing.
+//! - `pipeline/<github|standard>/1KiB`: over the same 1 KiB body, a raw
+//!   HMAC-SHA256 of the bytes the scheme signs (`Hmac<Sha256>` pre-keyed,
+//!   cloned, `verify_slice`), `Verifier::verify`, and verify + rate limit +
+//!   dedupe (the rate limiter's check, the verify, the dedupe key derived
+//!   as the layer does — a SHA-256 of the body for GitHub, of the signed
+//!   `webhook-id` for Standard Webhooks —, a fresh lease token and a
+//!   MemoryStore claim + complete), so the ratios come from one run.
 //!
 //! Run:
 //!
@@ -42,6 +43,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -51,7 +53,9 @@ use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 use tokio::runtime::Runtime;
-use webhook_guard::dedupe::{Claim, DedupeKey, DedupeStore, LeaseToken, MemoryStore, Retention};
+use webhook_guard::dedupe::{
+    Claim, DedupeKey, DedupeStore, LeaseToken, MemoryStore, Retention, StoreError, StoreFuture,
+};
 use webhook_guard::test_util::TestSigner;
 use webhook_guard::{FixedClock, Networks, RateLimiter, Scheme, Verifier};
 
@@ -109,6 +113,19 @@ fn memory_store() -> (MemoryStore, Arc<FixedClock>) {
     (MemoryStore::builder().clock(clock.clone()).build(), clock)
 }
 
+/// Drives a store future the way the layer does: polled in place, inside
+/// the request's own task. A store that answers at once (the MemoryStore)
+/// costs no runtime round trip; one that waits (Redis) is finished on the
+/// runtime.
+fn run<T>(rt: &Runtime, fut: StoreFuture<'_, T>) -> Result<T, StoreError> {
+    let mut fut = fut;
+    let mut cx = Context::from_waker(Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => rt.block_on(fut),
+    }
+}
+
 /// Claims `key` and completes it, checking that the claim was acquired.
 fn claim_complete<S: DedupeStore>(
     rt: &Runtime,
@@ -117,13 +134,11 @@ fn claim_complete<S: DedupeStore>(
     token: LeaseToken,
     times: Retention,
 ) {
-    rt.block_on(async {
-        match store.claim(key, token, times).await {
-            Ok(Claim::Acquired) => {}
-            other => panic!("a fresh key was not acquired: {other:?}"),
-        }
-        store.complete(key, token, times).await.expect("complete");
-    });
+    match run(rt, store.claim(key, token, times)) {
+        Ok(Claim::Acquired) => {}
+        other => panic!("a fresh key was not acquired: {other:?}"),
+    }
+    run(rt, store.complete(key, token, times)).expect("complete");
 }
 
 /// `<store>/fresh`: one claim + complete of a never-seen key per
@@ -156,7 +171,7 @@ fn bench_store<S: DedupeStore>(
         b.iter(|| {
             let key = &done[next];
             next = (next + 1) % done.len();
-            let claim = rt.block_on(store.claim(key, token, times));
+            let claim = run(rt, store.claim(key, token, times));
             assert!(matches!(claim, Ok(Claim::AlreadyProcessed)), "{claim:?}");
         });
     });
@@ -364,86 +379,129 @@ fn body_1kib() -> Bytes {
     Bytes::from(body)
 }
 
+/// The Standard Webhooks secret of the id-keyed pipeline.
+const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// One pipeline group per way of keying dedupe: GitHub (no signed id, so
+/// the key is a SHA-256 of the body) and Standard Webhooks (the signed
+/// `webhook-id` header is the key).
 fn pipeline(c: &mut Criterion) {
+    use base64::Engine as _;
     let rt = runtime();
     let body = body_1kib();
-    let scheme = Scheme::github();
-    let headers = TestSigner::new(&scheme, SECRET).unwrap().headers(&body);
-    let verifier = Verifier::builder(scheme).secret(SECRET).build().unwrap();
-    assert!(verifier.verify(&headers, body.clone()).is_ok());
-
-    let mut group = c.benchmark_group("pipeline/1KiB");
-    group.throughput(Throughput::Bytes(body.len() as u64));
-
-    // The tag from the header, so all three check the same signature.
-    let header = headers["x-hub-signature-256"].to_str().unwrap();
-    let tag = hex::decode(header.strip_prefix("sha256=").unwrap()).unwrap();
-    let keyed = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    group.bench_function("raw_hmac_sha256", |b| {
-        b.iter(|| {
-            let mut mac = keyed.clone();
-            mac.update(black_box(&body));
-            mac.verify_slice(&tag).expect("the raw HMAC matches")
-        });
-    });
-
-    group.bench_function("verify", |b| {
-        b.iter(|| {
-            verifier
-                .verify(black_box(&headers), body.clone())
-                .expect("verified")
-        });
-    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let github = Scheme::github();
+    let github_headers = TestSigner::new(&github, SECRET).unwrap().headers(&body);
+    let github_tag = hex::decode(
+        github_headers["x-hub-signature-256"]
+            .to_str()
+            .unwrap()
+            .strip_prefix("sha256=")
+            .unwrap(),
+    )
+    .unwrap();
+    let standard = Scheme::standard_webhooks();
+    let standard_headers = TestSigner::new(&standard, STANDARD_SECRET)
+        .unwrap()
+        .timestamp(now)
+        .id("msg_pipeline")
+        .headers(&body);
+    let standard_tag = base64::engine::general_purpose::STANDARD
+        .decode(
+            standard_headers["webhook-signature"]
+                .to_str()
+                .unwrap()
+                .strip_prefix("v1,")
+                .unwrap(),
+        )
+        .unwrap();
+    let standard_key = base64::engine::general_purpose::STANDARD
+        .decode(STANDARD_SECRET.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let cases = [
+        (
+            "github",
+            github,
+            SECRET,
+            github_headers,
+            Vec::new(),
+            github_tag,
+            SECRET.as_bytes().to_vec(),
+        ),
+        (
+            "standard",
+            standard,
+            STANDARD_SECRET,
+            standard_headers,
+            format!("msg_pipeline.{now}.").into_bytes(),
+            standard_tag,
+            standard_key,
+        ),
+    ];
 
     let limiter = huge_limiter(Networks::none());
     let peer = IpAddr::V4(Ipv4Addr::new(140, 82, 115, 1));
     let (store, clock) = memory_store();
     let times = default_times();
     let mut n = 0u64;
-    group.bench_function("verify+rate_limit+dedupe", |b| {
-        b.iter_batched(
-            || {
-                // A namespace of its own makes the body's key fresh; the
-                // clock moves so earlier keys age out of the default bound.
-                clock.advance(age_past(times));
-                n += 1;
-                format!("github-{n}")
-            },
-            |namespace| {
-                allowed(&limiter, peer, &headers);
-                let hook = verifier.verify(&headers, body.clone()).expect("verified");
-                let key = DedupeKey::from_body(&namespace, hook.body());
-                claim_complete(&rt, &store, &key, LeaseToken::random(), times);
-                drop(hook);
-                namespace // dropped after the timing, like criterion's outputs
-            },
-            BatchSize::NumIterations(BATCH),
-        );
-    });
+    for (name, scheme, secret, headers, prefix, tag, key) in cases {
+        let verifier = Verifier::builder(scheme.clone()).secret(secret).build().unwrap();
+        assert!(verifier.verify(&headers, body.clone()).is_ok());
+        let mut group = c.benchmark_group(format!("pipeline/{name}/1KiB"));
+        group.throughput(Throughput::Bytes(body.len() as u64));
 
-    // The same without the layer's key derivation (a SHA-256 of the body)
-    // and lease token: key and token are made outside the timing.
-    group.bench_function("verify+rate_limit+dedupe_prekeyed", |b| {
-        b.iter_batched(
-            || {
-                clock.advance(age_past(times));
-                n += 1;
-                (
-                    DedupeKey::from_id("github", &n.to_le_bytes()),
-                    LeaseToken::random(),
-                )
-            },
-            |(key, token)| {
-                allowed(&limiter, peer, &headers);
-                let hook = verifier.verify(&headers, body.clone()).expect("verified");
-                claim_complete(&rt, &store, &key, token, times);
-                drop(hook);
-            },
-            BatchSize::NumIterations(BATCH),
-        );
-    });
+        // The floor: the bytes the scheme signs, through a pre-keyed MAC.
+        let keyed = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+        group.bench_function("raw_hmac_sha256", |b| {
+            b.iter(|| {
+                let mut mac = keyed.clone();
+                mac.update(black_box(&prefix));
+                mac.update(black_box(&body));
+                mac.verify_slice(&tag).expect("the raw HMAC matches")
+            });
+        });
+
+        group.bench_function("verify", |b| {
+            b.iter(|| {
+                verifier
+                    .verify(black_box(&headers), body.clone())
+                    .expect("verified")
+            });
+        });
+
+        // The limiter's check, the verify, the dedupe key the layer derives
+        // (the body's SHA-256 for GitHub, the signed id for Standard
+        // Webhooks), a lease token and a MemoryStore claim + complete.
+        let signs_id = name == "standard";
+        group.bench_function("verify+rate_limit+dedupe", |b| {
+            b.iter_batched(
+                || {
+                    // A namespace of its own makes the key fresh; the
+                    // clock moves so earlier keys age out of the bound.
+                    clock.advance(age_past(times));
+                    n += 1;
+                    format!("{name}-{n}")
+                },
+                |namespace| {
+                    allowed(&limiter, peer, &headers);
+                    let hook = verifier.verify(&headers, body.clone()).expect("verified");
+                    let key = match hook.delivery_id() {
+                        Some(id) if signs_id => DedupeKey::from_id(&namespace, id.as_bytes()),
+                        _ => DedupeKey::from_body(&namespace, hook.body()),
+                    };
+                    claim_complete(&rt, &store, &key, LeaseToken::random(), times);
+                    drop(hook);
+                    namespace // dropped after the timing, like criterion's outputs
+                },
+                BatchSize::NumIterations(BATCH),
+            );
+        });
+        group.finish();
+    }
     assert!(store.len() <= store.max_entries());
-    group.finish();
 }
 
 criterion_group! {
