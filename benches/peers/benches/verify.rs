@@ -1,0 +1,236 @@
+//! Signature verification, side by side with the limit and the peers.
+//!
+//! One criterion group per scheme and body size (256 B, 1 KiB, 16 KiB,
+//! 1 MiB). Every group holds, over the same body:
+//!
+//! - `raw_hmac`: the floor. `Hmac<Sha256>` keyed once outside the timing,
+//!   cloned, fed exactly the bytes the scheme signs (for Stripe `t.` then
+//!   the body, for Standard Webhooks `id.ts.` then the body…), then
+//!   `verify_slice` (constant time) against the tag. No header parsing, no
+//!   clock, nothing else.
+//! - `webhook_guard`: `Verifier::verify(&headers, body)` with that scheme,
+//!   the real clock and the default tolerance, returning the
+//!   `VerifiedWebhook` (dropped inside the timing).
+//! - `svix`: `svix::webhooks::Webhook::verify` of a Standard Webhooks
+//!   delivery of the same body (svix only speaks that scheme).
+//! - `standardwebhooks` (Standard Webhooks groups only): the reference
+//!   crate's `Webhook::verify`.
+//!
+//! Run from the crate's root:
+//!
+//! ```text
+//! cargo bench --manifest-path benches/peers/Cargo.toml --bench verify
+//! BENCH_SMOKE=1 cargo bench --manifest-path benches/peers/Cargo.toml --bench verify   # CI
+//! python3 scripts/bench_ratios.py          # the ratio table from criterion's output
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use sha2::Sha256;
+use webhook_guard::test_util::TestSigner;
+use webhook_guard::{Scheme, Verifier};
+
+const SIZES: [(usize, &str); 4] = [
+    (256, "256B"),
+    (1024, "1KiB"),
+    (16 * 1024, "16KiB"),
+    (1024 * 1024, "1MiB"),
+];
+
+/// The text secret of every text-keyed scheme.
+const TEXT_SECRET: &str = "whsec_plain_text_secret_for_benches";
+/// The Standard Webhooks secret (base64 key after `whsec_`).
+const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const ID: &str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
+
+/// `BENCH_SMOKE=1`: tiny warm-up and measurement times, for CI.
+fn smoke() -> bool {
+    std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1")
+}
+
+fn config() -> Criterion {
+    let c = Criterion::default();
+    if smoke() {
+        c.warm_up_time(Duration::from_millis(50))
+            .measurement_time(Duration::from_millis(100))
+            .sample_size(10)
+    } else {
+        c.warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3))
+    }
+}
+
+/// A JSON body of exactly `len` bytes.
+fn body(len: usize) -> Bytes {
+    let mut body = String::from(r#"{"type":"invoice.paid","id":"evt_1","action":"opened","padding":""#);
+    while body.len() < len - 2 {
+        body.push('x');
+    }
+    body.push_str(r#""}"#);
+    assert_eq!(body.len(), len);
+    Bytes::from(body)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// What each scheme signs before the body, and how its key is made.
+struct Case {
+    name: &'static str,
+    scheme: Scheme,
+    secret: &'static str,
+    key: Vec<u8>,
+    prefix: fn(i64) -> Vec<u8>,
+    /// Decodes the tag from the signed headers.
+    tag: fn(&HeaderMap) -> Vec<u8>,
+}
+
+fn header<'h>(h: &'h HeaderMap, name: &str) -> &'h str {
+    h.get(name).unwrap().to_str().unwrap()
+}
+
+fn cases() -> Vec<Case> {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).unwrap();
+    vec![
+        Case {
+            name: "stripe",
+            scheme: Scheme::stripe(),
+            secret: TEXT_SECRET,
+            key: TEXT_SECRET.as_bytes().to_vec(),
+            prefix: |t| format!("{t}.").into_bytes(),
+            tag: |h| {
+                let v = header(h, "stripe-signature");
+                hex::decode(v.split("v1=").nth(1).unwrap()).unwrap()
+            },
+        },
+        Case {
+            name: "github",
+            scheme: Scheme::github(),
+            secret: TEXT_SECRET,
+            key: TEXT_SECRET.as_bytes().to_vec(),
+            prefix: |_| Vec::new(),
+            tag: |h| hex::decode(header(h, "x-hub-signature-256").strip_prefix("sha256=").unwrap()).unwrap(),
+        },
+        Case {
+            name: "standard",
+            scheme: Scheme::standard_webhooks(),
+            secret: STANDARD_SECRET,
+            key: b64(STANDARD_SECRET.strip_prefix("whsec_").unwrap()),
+            prefix: |t| format!("{ID}.{t}.").into_bytes(),
+            tag: |h| {
+                let v = header(h, "webhook-signature");
+                base64::engine::general_purpose::STANDARD
+                    .decode(v.strip_prefix("v1,").unwrap())
+                    .unwrap()
+            },
+        },
+        Case {
+            name: "slack",
+            scheme: Scheme::slack(),
+            secret: TEXT_SECRET,
+            key: TEXT_SECRET.as_bytes().to_vec(),
+            prefix: |t| format!("v0:{t}:").into_bytes(),
+            tag: |h| hex::decode(header(h, "x-slack-signature").strip_prefix("v0=").unwrap()).unwrap(),
+        },
+        Case {
+            name: "shopify",
+            scheme: Scheme::shopify(),
+            secret: TEXT_SECRET,
+            key: TEXT_SECRET.as_bytes().to_vec(),
+            prefix: |_| Vec::new(),
+            tag: |h| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(header(h, "x-shopify-hmac-sha256"))
+                    .unwrap()
+            },
+        },
+    ]
+}
+
+fn bench_svix(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, body: &Bytes, t: i64) {
+    let signer = TestSigner::new(&Scheme::standard_webhooks(), STANDARD_SECRET)
+        .unwrap()
+        .timestamp(t)
+        .id(ID);
+    let headers = signer.headers(body);
+    let svix = svix::webhooks::Webhook::new(STANDARD_SECRET).unwrap();
+    svix.verify(body, &headers).expect("svix accepts our signature");
+    group.bench_function("svix", |b| {
+        b.iter(|| svix.verify(black_box(body), black_box(&headers)).unwrap());
+    });
+}
+
+fn verify(c: &mut Criterion) {
+    let t = now();
+    for case in cases() {
+        for (len, label) in SIZES {
+            let body = body(len);
+            let signer = TestSigner::new(&case.scheme, case.secret)
+                .unwrap()
+                .timestamp(t)
+                .id(ID);
+            let headers = signer.headers(&body);
+            let verifier = Verifier::builder(case.scheme.clone())
+                .secret(case.secret)
+                .max_body_bytes(std::num::NonZeroUsize::new(2 * 1024 * 1024).unwrap())
+                .build()
+                .unwrap();
+            verifier.verify(&headers, body.clone()).expect("verified");
+            let prefix = (case.prefix)(t);
+            let tag = (case.tag)(&headers);
+            let keyed = Hmac::<Sha256>::new_from_slice(&case.key).unwrap();
+            {
+                let mut mac = keyed.clone();
+                mac.update(&prefix);
+                mac.update(&body);
+                mac.verify_slice(&tag)
+                    .expect("the raw HMAC matches the scheme's tag");
+            }
+
+            let mut group = c.benchmark_group(format!("verify/{}/{label}", case.name));
+            group.throughput(Throughput::Bytes(len as u64));
+            if len >= 1024 * 1024 {
+                group.sample_size(20);
+            }
+            group.bench_function("raw_hmac", |b| {
+                b.iter(|| {
+                    let mut mac = keyed.clone();
+                    mac.update(black_box(&prefix));
+                    mac.update(black_box(&body));
+                    mac.verify_slice(black_box(&tag)).unwrap()
+                });
+            });
+            group.bench_function("webhook_guard", |b| {
+                b.iter(|| verifier.verify(black_box(&headers), body.clone()).unwrap());
+            });
+            bench_svix(&mut group, &body, t);
+            if case.name == "standard" {
+                let sw = standardwebhooks::Webhook::new(STANDARD_SECRET).unwrap();
+                sw.verify(&body, &headers)
+                    .expect("standardwebhooks accepts our signature");
+                group.bench_function("standardwebhooks", |b| {
+                    b.iter(|| sw.verify(black_box(&body), black_box(&headers)).unwrap());
+                });
+            }
+            group.finish();
+        }
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = verify
+}
+criterion_main!(benches);

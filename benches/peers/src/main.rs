@@ -1,0 +1,71 @@
+//! `webhook-guard-peers`: the servers and the request pool of the HTTP load
+//! benchmark (`scripts/load.sh`).
+//!
+//! ```text
+//! webhook-guard-peers serve <bare|stack|full> <addr>   # e.g. 127.0.0.1:0
+//! webhook-guard-peers gen <n> <file>                  # n signed deliveries for wrk
+//! ```
+//!
+//! Every mode runs on the same runtime: tokio's multi-thread runtime with
+//! its default worker count, which is the number of CPUs the process may
+//! use. The script pins each server to one CPU, so each gets one worker.
+
+use std::process::ExitCode;
+
+mod gen;
+mod payload;
+mod serve;
+
+const USAGE: &str = "\
+usage: webhook-guard-peers serve <bare|stack|full> <addr>
+       webhook-guard-peers gen <n> <file>
+
+serve  runs one of the load benchmark's servers on <addr> (port 0: any free
+       port; the address is printed on stdout) until SIGTERM or ctrl-c.
+       bare:  plain axum route, the handler takes the body as bytes
+       stack: rate limit + GitHub signature verification + in-memory dedupe
+       full:  stack + JSON Schema validation + typed dispatch
+gen    writes <n> distinct signed GitHub deliveries (1 KiB bodies) to <file>,
+       one a line, for scripts/load/pool.lua";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["serve", mode, addr] => match serve::Mode::parse(mode) {
+            Some(mode) => serve(mode, addr),
+            None => return usage(&format!("unknown mode {mode:?}")),
+        },
+        ["gen", n, file] => match n.parse::<u64>() {
+            Ok(n) => gen::run(n, file),
+            Err(_) => return usage(&format!("<n> must be a whole number, not {n:?}")),
+        },
+        ["-h" | "--help" | "help"] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => return usage("expected a subcommand"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints `problem` and the usage to stderr; exit status 2.
+fn usage(problem: &str) -> ExitCode {
+    eprintln!("error: {problem}\n\n{USAGE}");
+    ExitCode::from(2)
+}
+
+/// Runs a server on the runtime every mode shares.
+fn serve(mode: serve::Mode, addr: &str) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(serve::run(mode, addr))
+}
