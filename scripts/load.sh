@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# HTTP load benchmark: what webhook-guard costs in front of an axum handler.
+#
+# Three servers (benches/peers, `webhook-guard-peers serve <mode>`), all on
+# the same runtime and handler:
+#   bare   plain axum route, the handler takes the body as bytes
+#   stack  rate limit + GitHub signature verification + in-memory dedupe
+#   full   stack + JSON Schema validation + typed dispatch (serde struct)
+# each pinned to one CPU and driven by wrk pinned to another, over loopback,
+# with a pool of distinct pre-signed deliveries (1 KiB bodies). The modes run
+# in alternation (bare, stack, full, bare, ...) for LOAD_ROUNDS rounds; the
+# table shows per mode the median requests/s and p99 latency, the server's
+# memory, and the ratios to bare.
+#
+#   bash scripts/load.sh                 # 3 rounds of 10 s per mode
+#   LOAD_SMOKE=1 bash scripts/load.sh    # CI: 1 round of 2 s per mode
+#
+# Knobs: LOAD_ROUNDS (3), LOAD_SECONDS (10), LOAD_CONNECTIONS (32),
+# LOAD_SMOKE=1 (1 round of 2 s), LOAD_POOL (deliveries in the pool; default:
+# sized for this machine, at least 50000).
+#
+# The script fails (exit 1) if wrk is missing and cannot be installed, if
+# any response is not 2xx or any socket error occurs, or if the dedupe
+# modes saw duplicates: their numbers would then measure the cheaper
+# duplicate path instead of fresh deliveries (raise LOAD_POOL).
+#
+# Dedupe retention: the servers remember a delivery for 1 s (the least the
+# crate allows). wrk replays the pool in order, so the same delivery comes
+# round again only after a whole pool of requests; as long as the server
+# serves fewer requests a second than the pool holds, its key has expired by
+# then and every delivery is fresh. Unless LOAD_POOL is set, a short
+# calibration run of the stack mode (the fastest mode that deduplicates)
+# sizes the pool to 1.5 times what it serves in the retention, at least
+# 50000 deliveries (about 1.3 KB each). The pause after each warm-up
+# (longer than the retention) lets the warm-up's keys expire before the
+# measured run, which starts at the top of the pool again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=${LOAD_ROUNDS:-3}
+seconds=${LOAD_SECONDS:-10}
+connections=${LOAD_CONNECTIONS:-32}
+pool_size=${LOAD_POOL:-50000}
+warmup=2
+if [ "${LOAD_SMOKE:-0}" = 1 ]; then
+  rounds=1
+  seconds=2
+  warmup=1
+fi
+retention_ms=1000 # the servers' dedupe retention; read back from each server
+modes=(bare stack full)
+
+die() {
+  echo "load: error: $*" >&2
+  exit 1
+}
+
+for knob in LOAD_ROUNDS:rounds LOAD_SECONDS:seconds LOAD_CONNECTIONS:connections LOAD_POOL:pool_size; do
+  name=${knob#*:}
+  value=${!name}
+  [[ $value =~ ^[1-9][0-9]*$ ]] || die "${knob%:*} must be a whole number greater than 0, not '$value'"
+done
+
+# --- tools -------------------------------------------------------------------
+
+command -v taskset >/dev/null || die "taskset (util-linux) is required to pin the server and wrk to CPUs"
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then
+    die "wrk is not installed, and only root may install it here; install it (e.g. 'sudo apt-get install -y wrk') and run again"
+  fi
+  command -v apt-get >/dev/null || die "wrk is not installed and there is no apt-get to install it with; install wrk and run again"
+  echo "load: installing wrk" >&2
+  if ! apt-get install -y wrk >/dev/null; then
+    apt-get update >/dev/null && apt-get install -y wrk >/dev/null || die "could not install wrk with apt-get"
+  fi
+  command -v wrk >/dev/null || die "wrk is still missing after apt-get install"
+fi
+
+# Two CPUs the process may use: the server gets the first, wrk the second.
+cpus=()
+IFS=',' read -ra ranges <<<"$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)"
+for range in "${ranges[@]}"; do
+  if [[ $range == *-* ]]; then
+    for ((cpu = ${range%-*}; cpu <= ${range#*-}; cpu++)); do cpus+=("$cpu"); done
+  elif [ -n "$range" ]; then
+    cpus+=("$range")
+  fi
+done
+[ "${#cpus[@]}" -ge 1 ] || die "cannot read the CPUs this process may use from /proc/self/status"
+server_cpu=${cpus[0]}
+if [ "${#cpus[@]}" -ge 2 ]; then
+  client_cpu=${cpus[1]}
+else
+  client_cpu=${cpus[0]}
+  echo "load: warning: only one CPU is available; the server and wrk share it, so the numbers mean little" >&2
+fi
+
+# --- build and pool ----------------------------------------------------------
+
+echo "load: building the servers (release)" >&2
+bin=$(cargo build --release --manifest-path benches/peers/Cargo.toml \
+  --message-format=json-render-diagnostics |
+  sed -n 's/.*"executable":"\([^"]*webhook-guard-peers\)".*/\1/p' | tail -n 1)
+[ -n "$bin" ] && [ -x "$bin" ] || die "cargo did not report the webhook-guard-peers binary"
+
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+pool=$work/pool.tsv
+
+# --- one measurement ---------------------------------------------------------
+
+# A latency as wrk prints it (850.00us, 1.21ms, 2.00s, 1.00m) in ms.
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; unit = v; sub(/^[0-9.]+/, "", unit)
+    if (unit == "us") n /= 1000; else if (unit == "s") n *= 1000;
+    else if (unit == "m") n *= 60000; else if (unit == "h") n *= 3600000;
+    else if (unit != "ms") { print "?"; exit }
+    printf "%.3f", n }'
+}
+
+# GET /stats from the server on port $1 (bash's /dev/tcp: no curl needed).
+stats() {
+  local reply
+  reply=$(
+    exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+      printf 'GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3 &&
+      cat <&3
+  ) || die "GET /stats on port $1 failed"
+  printf '%s\n' "${reply##*$'\n'}"
+}
+
+# The value of counter $2 in the stats document $1.
+counter() {
+  sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" <<<"$1"
+}
+
+# run_wrk <port> <seconds> <output file>
+run_wrk() {
+  taskset -c "$client_cpu" wrk -t1 -c"$connections" -d"$2"s --latency \
+    -s scripts/load/pool.lua "http://127.0.0.1:$1/webhook" -- "$pool" >"$3" 2>&1 ||
+    { cat "$3" >&2; die "wrk failed"; }
+}
+
+# Fails unless every response in wrk's output $1 ($2: what ran) was 2xx
+# without socket errors.
+check_wrk() {
+  local non2xx errors
+  non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$1")
+  errors=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$1")
+  if [ "${non2xx:-0}" != 0 ] || [ "${errors:-0}" != 0 ]; then
+    cat "$1" >&2
+    die "$2: ${non2xx:-0} responses were not 2xx, ${errors:-0} socket errors"
+  fi
+}
+
+results=$work/results # mode rps p99_ms rss_kb hwm_kb acquired claims
+: >"$results"
+
+# start_server <mode>: starts it pinned to the server CPU; sets server_pid,
+# port (a free one, chosen by the kernel) and retention_ms.
+start_server() {
+  local mode=$1
+  port=
+  taskset -c "$server_cpu" "$bin" serve "$mode" 127.0.0.1:0 >"$work/$mode.out" 2>"$work/$mode.err" &
+  server_pid=$!
+  # The server prints its address once it listens.
+  for _ in $(seq 100); do
+    port=$(sed -n 's#^listening on http://127\.0\.0\.1:\([0-9]*\)/.*#\1#p' "$work/$mode.out")
+    [ -n "$port" ] && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/$mode.err" >&2; die "the $mode server exited"; }
+    sleep 0.1
+  done
+  [ -n "$port" ] || die "the $mode server did not start listening within 10 s"
+  for _ in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  retention_ms=$(counter "$(stats "$port")" retention_ms)
+  [ -n "$retention_ms" ] || die "the $mode server did not report its dedupe retention on GET /stats"
+}
+
+stop_server() {
+  kill "$server_pid"
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=
+}
+
+# measure <mode> <round>
+measure() {
+  local mode=$1 round=$2 before after out rps p99 rss hwm acquired claims fresh
+  start_server "$mode"
+
+  run_wrk "$port" "$warmup" "$work/warmup.txt"
+  check_wrk "$work/warmup.txt" "$mode warm-up"
+  # Let the warm-up's dedupe keys expire: the retention plus a second.
+  sleep $(((retention_ms + 999) / 1000 + 1))
+
+  before=$(stats "$port")
+  out=$work/$mode.$round.txt
+  run_wrk "$port" "$seconds" "$out"
+  after=$(stats "$port")
+  check_wrk "$out" "$mode"
+
+  rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+  [[ $rps =~ ^[0-9.]+$ ]] && [[ $p99 =~ ^[0-9.]+$ ]] || { cat "$out" >&2; die "$mode: cannot read wrk's output"; }
+  rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status")
+  hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status")
+
+  # Dedupe claims during the measured run: fresh (acquired) vs all.
+  acquired=$(($(counter "$after" acquired) - $(counter "$before" acquired)))
+  claims=$((acquired + $(counter "$after" duplicate) - $(counter "$before" duplicate) +
+    $(counter "$after" in_progress) - $(counter "$before" in_progress) +
+    $(counter "$after" store_error) - $(counter "$before" store_error)))
+  if [ "$claims" -gt 0 ]; then
+    fresh=$(awk -v a="$acquired" -v c="$claims" 'BEGIN {printf "%.2f%%", 100 * a / c}')
+  else
+    fresh="-"
+  fi
+
+  stop_server
+  printf 'load: round %d %-5s %10.0f req/s  p99 %8.3f ms  VmRSS %6.1f MiB  VmHWM %6.1f MiB  fresh %s\n' \
+    "$round" "$mode" "$rps" "$p99" "$(awk -v k="$rss" 'BEGIN {print k / 1024}')" \
+    "$(awk -v k="$hwm" 'BEGIN {print k / 1024}')" "$fresh" >&2
+  echo "$mode $rps $p99 $rss $hwm $acquired $claims" >>"$results"
+}
+
+# --- the pool ----------------------------------------------------------------
+
+# generate <n>: (re)writes the pool with n deliveries.
+generate() {
+  pool_size=$1
+  echo "load: writing $pool_size signed deliveries" >&2
+  "$bin" gen "$pool_size" "$pool"
+}
+
+generate "$pool_size"
+if [ -z "${LOAD_POOL:-}" ]; then
+  # Size the pool for this machine: the stack mode is the fastest one that
+  # deduplicates, and its rate over a short run (duplicates, which are
+  # cheaper, included) bounds its fresh rate from above, as long as the
+  # machine is as busy as now. The pool must last longer than the
+  # retention at that rate: 50 % more for noise, rounded up to 10 000. The
+  # check at the end still fails the run if any duplicate got through.
+  start_server stack
+  run_wrk "$port" 2 "$work/calibrate.txt"
+  check_wrk "$work/calibrate.txt" "stack calibration"
+  stop_server
+  rate=$(awk '/^Requests\/sec:/ {print $2}' "$work/calibrate.txt")
+  [[ $rate =~ ^[0-9.]+$ ]] || { cat "$work/calibrate.txt" >&2; die "calibration: cannot read wrk's output"; }
+  need=$(awk -v r="$rate" -v ms="$retention_ms" 'BEGIN { n = r * ms / 1000 * 1.5; printf "%d", (int(n / 10000) + 1) * 10000 }')
+  echo "load: the stack mode serves about ${rate%.*} req/s here; the pool must outlast ${retention_ms} ms of that" >&2
+  if [ "$need" -gt "$pool_size" ]; then
+    generate "$need"
+  fi
+fi
+
+echo "load: $rounds round(s) of ${seconds} s per mode, $connections connections, server on CPU $server_cpu, wrk on CPU $client_cpu" >&2
+for round in $(seq "$rounds"); do
+  for mode in "${modes[@]}"; do
+    measure "$mode" "$round"
+  done
+done
+
+# --- table -------------------------------------------------------------------
+
+# The median of the numbers on stdin.
+median() {
+  sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# column <mode> <field>: that field of every round of the mode.
+column() {
+  awk -v m="$1" -v f="$2" '$1 == m { print $f }' "$results"
+}
+
+declare -A rps p99 rss hwm fresh
+duplicates=0
+for mode in "${modes[@]}"; do
+  rps[$mode]=$(column "$mode" 2 | median)
+  p99[$mode]=$(column "$mode" 3 | median)
+  rss[$mode]=$(column "$mode" 4 | median)
+  hwm[$mode]=$(column "$mode" 5 | sort -g | tail -n 1)
+  read -r acquired claims < <(awk -v m="$mode" '$1 == m { a += $6; c += $7 } END { print a + 0, c + 0 }' "$results")
+  if [ "$claims" -gt 0 ]; then
+    fresh[$mode]=$(awk -v a="$acquired" -v c="$claims" 'BEGIN {printf "%.2f%%", 100 * a / c}')
+    [ "$acquired" = "$claims" ] || duplicates=1
+  else
+    fresh[$mode]="n/a"
+  fi
+done
+
+echo
+echo "HTTP load: $rounds round(s) x ${seconds} s per mode, $connections connections, 1 KiB bodies, pool of $pool_size deliveries"
+echo "(medians over the rounds; RSS: VmRSS at the end of a round, median; HWM: VmHWM, max)"
+echo
+printf '%-6s %11s %9s %9s %9s %10s %10s %10s %8s\n' \
+  mode "req/s" "x bare" "p99 ms" "x bare" "RSS MiB" "HWM MiB" "RSS-bare" fresh
+for mode in "${modes[@]}"; do
+  awk -v m="$mode" -v r="${rps[$mode]}" -v rb="${rps[bare]}" -v p="${p99[$mode]}" -v pb="${p99[bare]}" \
+    -v s="${rss[$mode]}" -v sb="${rss[bare]}" -v h="${hwm[$mode]}" -v f="${fresh[$mode]}" 'BEGIN {
+      printf "%-6s %11.0f %9.3f %9.3f %9.3f %10.1f %10.1f %+10.1f %8s\n",
+        m, r, r / rb, p, p / pb, s / 1024, h / 1024, (s - sb) / 1024, f }'
+done
+echo
+echo "x bare: the mode's median over bare's (req/s: below 1 is slower; p99: above 1 is slower)."
+echo "fresh: dedupe claims that were new deliveries (the handler ran), over all claims."
+
+if [ "$duplicates" != 0 ]; then
+  die "the dedupe modes saw duplicate deliveries: the pool came round within the $retention_ms ms dedupe retention; raise LOAD_POOL above what the stack mode serves in that time (with a margin)"
+fi
