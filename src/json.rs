@@ -110,16 +110,26 @@ impl<'de> Visitor<'de> for StrictVisitor<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
+        // Members are gathered in document order; duplicates are found on a
+        // sorted list of the keys (equal keys end up side by side), and the
+        // map is built from all members at once (`BTreeMap` sorts them and
+        // builds in one pass; with serde_json's `preserve_order` the
+        // document order is kept). Cheaper than a search for the duplicate
+        // check plus a search per insert.
+        let mut members: Vec<(String, Value)> = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
+            let value = map.next_value_seed(self.seed)?;
+            members.push((key, value));
+        }
+        if members.len() > 1 {
+            let mut keys: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
+            keys.sort_unstable();
+            if keys.windows(2).any(|pair| pair[0] == pair[1]) {
                 self.seed.duplicate.set(true);
                 return Err(de::Error::custom("duplicate object key"));
             }
-            let value = map.next_value_seed(self.seed)?;
-            out.insert(key, value);
         }
-        Ok(Value::Object(out))
+        Ok(Value::Object(members.into_iter().collect::<Map<String, Value>>()))
     }
 }
 
