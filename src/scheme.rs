@@ -461,24 +461,80 @@ pub(crate) struct Parsed<'h> {
     pub(crate) event_type: Field<'h>,
 }
 
-/// Reads a header that must appear at most once, be visible ASCII and be
+/// How often a header name occurs in a request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Found<'h> {
+    Absent,
+    Once(&'h HeaderValue),
+    Repeated,
+}
+
+impl<'h> Found<'h> {
+    /// Looks `name` up in the map (one hashed lookup).
+    pub(crate) fn lookup(headers: &'h HeaderMap, name: &HeaderName) -> Self {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Self::Absent,
+            (Some(v), None) => Self::Once(v),
+            (Some(_), Some(_)) => Self::Repeated,
+        }
+    }
+
+    fn add(&mut self, value: &'h HeaderValue) {
+        *self = match self {
+            Self::Absent => Self::Once(value),
+            _ => Self::Repeated,
+        };
+    }
+}
+
+/// Finds every header a scheme reads. A request's header map is small, so
+/// one pass comparing names costs less than a lookup per name (each lookup
+/// hashes the name byte by byte); a large map is searched by lookups. Both
+/// ways give the same answer.
+pub(crate) fn find<'h, const N: usize>(headers: &'h HeaderMap, names: [&HeaderName; N]) -> [Found<'h>; N] {
+    if headers.len() > SCAN_MAX_PER_NAME * N {
+        return names.map(|name| Found::lookup(headers, name));
+    }
+    scan(headers, names)
+}
+
+/// Above this many header values per wanted name, [`find`] looks names up
+/// instead of scanning (a lookup costs about as much as comparing a name
+/// with this many others).
+const SCAN_MAX_PER_NAME: usize = 6;
+
+/// One pass over every header value (duplicates included).
+pub(crate) fn scan<'h, const N: usize>(headers: &'h HeaderMap, names: [&HeaderName; N]) -> [Found<'h>; N] {
+    let mut found = [Found::Absent; N];
+    for (name, value) in headers {
+        for (slot, wanted) in found.iter_mut().zip(names) {
+            if name == wanted {
+                slot.add(value);
+            }
+        }
+    }
+    found
+}
+
+/// Checks a header that must appear at most once, be visible ASCII and be
 /// at most [`MAX_HEADER_LEN`] bytes. `malformed` is the kind reported when
 /// it is not.
 pub(crate) fn single<'h>(
-    headers: &'h HeaderMap,
+    found: Found<'h>,
     name: &HeaderName,
     malformed: RejectionKind,
 ) -> Result<Option<&'h HeaderValue>, Rejection> {
-    let mut values = headers.get_all(name).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
+    let value = match found {
+        Found::Absent => return Ok(None),
+        Found::Once(value) => value,
+        Found::Repeated => {
+            return Err(Rejection::new(
+                malformed,
+                format!("the {name} header is sent more than once"),
+            ))
+        }
     };
-    if values.next().is_some() {
-        return Err(Rejection::new(
-            malformed,
-            format!("the {name} header is sent more than once"),
-        ));
-    }
     let bytes = value.as_bytes();
     if bytes.len() > MAX_HEADER_LEN {
         return Err(Rejection::new(
@@ -499,14 +555,13 @@ pub(crate) fn single<'h>(
 /// Like [`single`], for a header that may also be sent under an alias: when
 /// both names are present their values must agree.
 pub(crate) fn single_aliased<'h>(
-    headers: &'h HeaderMap,
-    name: &HeaderName,
-    alias: &HeaderName,
+    (found, name): (Found<'h>, &HeaderName),
+    (found_alias, alias): (Found<'h>, &HeaderName),
     malformed: RejectionKind,
 ) -> Result<Option<&'h HeaderValue>, Rejection> {
     match (
-        single(headers, name, malformed)?,
-        single(headers, alias, malformed)?,
+        single(found, name, malformed)?,
+        single(found_alias, alias, malformed)?,
     ) {
         (Some(a), Some(b)) if a != b => Err(Rejection::new(
             malformed,
@@ -519,19 +574,19 @@ pub(crate) fn single_aliased<'h>(
 
 /// A header the scheme needs, present exactly once.
 pub(crate) fn required<'h>(
-    headers: &'h HeaderMap,
+    found: Found<'h>,
     name: &HeaderName,
     missing: RejectionKind,
     malformed: RejectionKind,
 ) -> Result<&'h HeaderValue, Rejection> {
-    single(headers, name, malformed)?
+    single(found, name, malformed)?
         .ok_or_else(|| Rejection::new(missing, format!("the {name} header is missing")))
 }
 
 /// A header read for information only (delivery id, event type): absent if
 /// sent twice or not visible ASCII, never an error.
-pub(crate) fn informational<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Field<'h> {
-    match single(headers, name, RejectionKind::MalformedHeader) {
+pub(crate) fn informational<'h>(found: Found<'h>, name: &HeaderName) -> Field<'h> {
+    match single(found, name, RejectionKind::MalformedHeader) {
         Ok(Some(v)) => Field::Header(v),
         _ => Field::Absent,
     }
@@ -648,8 +703,47 @@ mod tests {
         let n = HeaderName::from_static("x-sig");
         h.append(&n, HeaderValue::from_static("a"));
         h.append(&n, HeaderValue::from_static("a"));
-        let err = single(&h, &n, RejectionKind::MalformedSignature).err();
+        let err = single(Found::lookup(&h, &n), &n, RejectionKind::MalformedSignature).err();
+        let err2 = single(scan(&h, [&n])[0], &n, RejectionKind::MalformedSignature).err();
+        assert_eq!(err2.map(|e| e.kind()), Some(RejectionKind::MalformedSignature));
         assert_eq!(err.map(|e| e.kind()), Some(RejectionKind::MalformedSignature));
+    }
+
+    fn same(a: Found<'_>, b: Found<'_>) -> bool {
+        match (a, b) {
+            (Found::Absent, Found::Absent) | (Found::Repeated, Found::Repeated) => true,
+            (Found::Once(x), Found::Once(y)) => std::ptr::eq(x, y),
+            _ => false,
+        }
+    }
+
+    proptest::proptest! {
+        /// The one-pass scan and the per-name lookups agree on every map:
+        /// absent, once (the very same value), or repeated.
+        #[test]
+        fn scan_agrees_with_lookups(
+            entries in proptest::collection::vec((0usize..8, "[ -~]{0,8}"), 0..80),
+        ) {
+            const NAMES: [&str; 8] = [
+                "x-hub-signature-256", "x-github-delivery", "webhook-id", "svix-id",
+                "host", "content-type", "x-other", "webhook-signature",
+            ];
+            let mut headers = HeaderMap::new();
+            for (name, value) in &entries {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    headers.append(HeaderName::from_static(NAMES[*name]), value);
+                }
+            }
+            let wanted = NAMES.map(HeaderName::from_static);
+            let [a, b, c, d, e, f, g, h] = &wanted;
+            let scanned = scan(&headers, [a, b, c, d, e, f, g, h]);
+            let found = find(&headers, [a, b, c, d, e, f, g, h]);
+            for (i, name) in wanted.iter().enumerate() {
+                let looked = Found::lookup(&headers, name);
+                proptest::prop_assert!(same(scanned[i], looked), "{name}: {:?} vs {:?}", scanned[i], looked);
+                proptest::prop_assert!(same(found[i], looked), "{name}");
+            }
+        }
     }
 
     #[test]

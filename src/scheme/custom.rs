@@ -54,7 +54,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::{BodyFieldsFn, Field, Parsed, Piece, Pieces, Signatures, MAX_PIECES};
+use super::{BodyFieldsFn, Field, Found, Parsed, Piece, Pieces, Signatures, MAX_PIECES};
 use crate::{ConfigError, Rejection, RejectionKind};
 
 /// How the tag is written in the signature header.
@@ -173,7 +173,7 @@ impl CustomScheme {
 
     pub(crate) fn parse<'a>(&'a self, headers: &'a HeaderMap) -> Result<Parsed<'a>, Rejection> {
         let raw = super::required(
-            headers,
+            Found::lookup(headers, &self.signature_header),
             &self.signature_header,
             RejectionKind::MissingSignature,
             RejectionKind::MalformedSignature,
@@ -213,7 +213,7 @@ impl CustomScheme {
         let timestamp = match &self.timestamp_header {
             Some(name) => {
                 let raw = super::required(
-                    headers,
+                    Found::lookup(headers, name),
                     name,
                     RejectionKind::MissingTimestamp,
                     RejectionKind::MalformedTimestamp,
@@ -229,7 +229,7 @@ impl CustomScheme {
                 SignedPiece::Literal(bytes) => Piece::Bytes(bytes),
                 SignedPiece::Header(name) => Piece::Bytes(
                     super::required(
-                        headers,
+                        Found::lookup(headers, name),
                         name,
                         RejectionKind::MissingHeader,
                         RejectionKind::MalformedHeader,
@@ -243,7 +243,7 @@ impl CustomScheme {
             }
         }
         let field = |name: &Option<HeaderName>| match name {
-            Some(name) => super::informational(headers, name),
+            Some(name) => super::informational(Found::lookup(headers, name), name),
             None => Field::Absent,
         };
         Ok(Parsed {

@@ -28,8 +28,9 @@ pub(crate) const DELIVERY: HeaderName = HeaderName::from_static("x-github-delive
 pub(crate) const EVENT: HeaderName = HeaderName::from_static("x-github-event");
 
 pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+    let [signature, delivery, event] = super::find(headers, [&SIGNATURE, &DELIVERY, &EVENT]);
     let raw = super::required(
-        headers,
+        signature,
         &SIGNATURE,
         RejectionKind::MissingSignature,
         RejectionKind::MalformedSignature,
@@ -47,8 +48,8 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
         timestamp: None,
         signatures,
         content: Pieces::new(&[Piece::Body]),
-        id: super::informational(headers, &DELIVERY),
-        event_type: super::informational(headers, &EVENT),
+        id: super::informational(delivery, &DELIVERY),
+        event_type: super::informational(event, &EVENT),
     })
 }
 

@@ -34,10 +34,20 @@ pub(crate) const TOPIC: HeaderName = HeaderName::from_static("x-shopify-topic");
 pub(crate) const TOPIC_ALIAS: HeaderName = HeaderName::from_static("shopify-topic");
 
 pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
-    let raw = super::single_aliased(
+    let [signature, signature_alias, id, id_alias, topic, topic_alias] = super::find(
         headers,
-        &SIGNATURE,
-        &SIGNATURE_ALIAS,
+        [
+            &SIGNATURE,
+            &SIGNATURE_ALIAS,
+            &WEBHOOK_ID,
+            &WEBHOOK_ID_ALIAS,
+            &TOPIC,
+            &TOPIC_ALIAS,
+        ],
+    );
+    let raw = super::single_aliased(
+        (signature, &SIGNATURE),
+        (signature_alias, &SIGNATURE_ALIAS),
         RejectionKind::MalformedSignature,
     )?
     .ok_or_else(|| {
@@ -56,15 +66,18 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
         timestamp: None,
         signatures,
         content: Pieces::new(&[Piece::Body]),
-        id: either(headers, &WEBHOOK_ID, &WEBHOOK_ID_ALIAS),
-        event_type: either(headers, &TOPIC, &TOPIC_ALIAS),
+        id: either((id, &WEBHOOK_ID), (id_alias, &WEBHOOK_ID_ALIAS)),
+        event_type: either((topic, &TOPIC), (topic_alias, &TOPIC_ALIAS)),
     })
 }
 
-fn either<'h>(headers: &'h HeaderMap, name: &HeaderName, alias: &HeaderName) -> Field<'h> {
-    match super::informational(headers, name) {
-        Field::Absent => super::informational(headers, alias),
-        found => found,
+fn either<'h>(
+    (found, name): (super::Found<'h>, &HeaderName),
+    (found_alias, alias): (super::Found<'h>, &HeaderName),
+) -> Field<'h> {
+    match super::informational(found, name) {
+        Field::Absent => super::informational(found_alias, alias),
+        field => field,
     }
 }
 

@@ -27,15 +27,16 @@ pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static("x-slack-signat
 pub(crate) const TIMESTAMP: HeaderName = HeaderName::from_static("x-slack-request-timestamp");
 
 pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+    let [signature, timestamp] = super::find(headers, [&SIGNATURE, &TIMESTAMP]);
     let raw = super::required(
-        headers,
+        signature,
         &SIGNATURE,
         RejectionKind::MissingSignature,
         RejectionKind::MalformedSignature,
     )?
     .as_bytes();
     let ts = super::required(
-        headers,
+        timestamp,
         &TIMESTAMP,
         RejectionKind::MissingTimestamp,
         RejectionKind::MalformedTimestamp,

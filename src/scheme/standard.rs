@@ -56,10 +56,20 @@ pub(crate) fn key(index: usize, secret: &str) -> Result<Zeroizing<Vec<u8>>, Conf
 }
 
 pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
-    let sig = super::single_aliased(
+    let [sig, svix_sig, ts, svix_ts, id, svix_id] = super::find(
         headers,
-        &SIGNATURE,
-        &SVIX_SIGNATURE,
+        [
+            &SIGNATURE,
+            &SVIX_SIGNATURE,
+            &TIMESTAMP,
+            &SVIX_TIMESTAMP,
+            &ID,
+            &SVIX_ID,
+        ],
+    );
+    let sig = super::single_aliased(
+        (sig, &SIGNATURE),
+        (svix_sig, &SVIX_SIGNATURE),
         RejectionKind::MalformedSignature,
     )?
     .ok_or_else(|| {
@@ -70,9 +80,8 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     })?
     .as_bytes();
     let ts = super::single_aliased(
-        headers,
-        &TIMESTAMP,
-        &SVIX_TIMESTAMP,
+        (ts, &TIMESTAMP),
+        (svix_ts, &SVIX_TIMESTAMP),
         RejectionKind::MalformedTimestamp,
     )?
     .ok_or_else(|| {
@@ -82,7 +91,7 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
         )
     })?
     .as_bytes();
-    let id_value = super::single_aliased(headers, &ID, &SVIX_ID, RejectionKind::MalformedHeader)?
+    let id_value = super::single_aliased((id, &ID), (svix_id, &SVIX_ID), RejectionKind::MalformedHeader)?
         .ok_or_else(|| Rejection::new(RejectionKind::MissingHeader, "the webhook-id header is missing"))?;
     let id = id_value.as_bytes();
     if id.is_empty() {

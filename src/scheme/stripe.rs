@@ -27,7 +27,7 @@ pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static("stripe-signatu
 
 pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     let raw = super::required(
-        headers,
+        super::Found::lookup(headers, &SIGNATURE),
         &SIGNATURE,
         RejectionKind::MissingSignature,
         RejectionKind::MalformedSignature,
