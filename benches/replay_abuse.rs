@@ -118,6 +118,9 @@ fn memory_store() -> (MemoryStore, Arc<FixedClock>) {
 /// costs no runtime round trip; one that waits (Redis) is finished on the
 /// runtime.
 fn run<T>(rt: &Runtime, fut: StoreFuture<'_, T>) -> Result<T, StoreError> {
+    // Inside the runtime's context, as a request is (Redis's timeouts need
+    // its timer).
+    let _context = rt.enter();
     let mut fut = fut;
     let mut cx = Context::from_waker(Waker::noop());
     match fut.as_mut().poll(&mut cx) {
