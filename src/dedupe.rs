@@ -312,6 +312,16 @@ pub trait DedupeStore: Send + Sync + 'static {
     /// Frees `key` if `token` still holds it, so the next delivery of the
     /// same key is processed.
     fn release<'a>(&'a self, key: &'a DedupeKey, token: LeaseToken) -> StoreFuture<'a, ()>;
+
+    /// An identity shared with a
+    /// [`QueueStorage`](crate::queue::QueueStorage) that can settle this
+    /// store's claims inside its enqueue transaction (the same SQLite
+    /// file), so a delivery is never stored without its key marked
+    /// processed, nor the other way round. `None` (the default): no such
+    /// storage.
+    fn transaction_scope(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl<S: DedupeStore + ?Sized> DedupeStore for Arc<S> {
@@ -335,6 +345,10 @@ impl<S: DedupeStore + ?Sized> DedupeStore for Arc<S> {
 
     fn release<'a>(&'a self, key: &'a DedupeKey, token: LeaseToken) -> StoreFuture<'a, ()> {
         (**self).release(key, token)
+    }
+
+    fn transaction_scope(&self) -> Option<usize> {
+        (**self).transaction_scope()
     }
 }
 

@@ -68,6 +68,8 @@ enum Source {
     Absent,
     Header(HeaderValue),
     Body,
+    /// Restored from a queue's storage.
+    Stored(Box<str>),
 }
 
 impl Source {
@@ -113,6 +115,44 @@ impl VerifiedWebhook {
                 body,
                 body_fields: scheme.body_fields(),
                 from_body: OnceLock::new(),
+                json: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// A delivery rebuilt from what a queue stored: the fields that
+    /// verification established, and the same body bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn restore(
+        provider: Provider,
+        id: Option<String>,
+        event_type: Option<String>,
+        action: Option<String>,
+        timestamp: Option<i64>,
+        secret_index: usize,
+        secret_label: Option<Arc<str>>,
+        form: bool,
+        body: Bytes,
+    ) -> Self {
+        let stored = |v: Option<String>| v.map_or(Source::Absent, |v| Source::Stored(v.into_boxed_str()));
+        let from_body = OnceLock::new();
+        let _ = from_body.set(BodyFields {
+            id: None,
+            event_type: None,
+            action,
+        });
+        Self {
+            inner: Arc::new(Inner {
+                provider,
+                id: stored(id),
+                event_type: stored(event_type),
+                timestamp,
+                secret_index,
+                secret_label,
+                form,
+                body,
+                body_fields: None,
+                from_body,
                 json: OnceLock::new(),
             }),
         }
@@ -176,6 +216,7 @@ impl VerifiedWebhook {
             Source::Absent => None,
             Source::Header(v) => v.to_str().ok(),
             Source::Body => pick(self.body_fields()),
+            Source::Stored(v) => Some(v),
         }
     }
 

@@ -62,25 +62,28 @@ use tower::{Service, ServiceExt as _};
 
 use crate::{ConfigError, Rejection, RejectionKind, VerifiedWebhook};
 
+mod storage;
+pub use storage::{ClaimSettlement, DeadLetter, Delivery, Job, JobId, QueueStorage, Taken};
+
 /// Default queue capacity.
 pub const DEFAULT_CAPACITY: usize = 1024;
 /// Default number of workers.
 pub const DEFAULT_WORKERS: usize = 4;
 
-type Job = Request<Body>;
+type Pending = Request<Body>;
 
 /// The service that queues verified requests and answers 202. Cheap to
 /// clone. Made by [`AckQueueBuilder::spawn`].
 #[derive(Clone)]
 pub struct AckQueue {
-    sender: Arc<RwLock<Option<mpsc::Sender<Job>>>>,
+    sender: Arc<RwLock<Option<mpsc::Sender<Pending>>>>,
     capacity: usize,
     retry_after: Duration,
 }
 
 /// Stops an [`AckQueue`] and waits for it to drain.
 pub struct AckQueueHandle {
-    sender: Arc<RwLock<Option<mpsc::Sender<Job>>>>,
+    sender: Arc<RwLock<Option<mpsc::Sender<Pending>>>>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -114,7 +117,7 @@ impl AckQueue {
             .map_or(0, |s| self.capacity.saturating_sub(s.capacity()))
     }
 
-    fn accept(&self, req: Job) -> Response {
+    fn accept(&self, req: Pending) -> Response {
         let Some(hook) = req.extensions().get::<VerifiedWebhook>().cloned() else {
             // Behind no verification layer: a configuration mistake, never
             // an unverified job accepted.
@@ -244,7 +247,7 @@ impl AckQueueBuilder {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::InvalidQueue {
             reason: "AckQueue::spawn must be called inside a tokio runtime",
         })?;
-        let (tx, rx) = mpsc::channel::<Job>(self.capacity.get());
+        let (tx, rx) = mpsc::channel::<Pending>(self.capacity.get());
         let rx = Arc::new(Mutex::new(rx));
         let workers = (0..self.workers.get())
             .map(|_| {
@@ -271,7 +274,7 @@ impl AckQueueBuilder {
     }
 }
 
-async fn run<S>(handler: S, job: Job)
+async fn run<S>(handler: S, job: Pending)
 where
     S: Service<Request<Body>, Response = Response, Error = Infallible>,
 {

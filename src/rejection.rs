@@ -108,6 +108,19 @@ pub enum RejectionKind {
     /// A handshake request lacks its challenge (`crc_token`,
     /// `hub.challenge`). 400, `missing_challenge`.
     MissingChallenge,
+    /// The body did not arrive in time: a gap between two chunks was
+    /// longer than the idle timeout, or the whole body took longer than
+    /// the body deadline. 408, `body_read_timeout`; the connection is
+    /// closed.
+    BodyReadTimeout,
+    /// Buffering this body would cross the process-wide budget of body
+    /// bytes held at once. 503, `server_busy`, with `Retry-After`.
+    ServerBusy,
+    /// The fast-acknowledgement queue's storage could not be written, so
+    /// nothing was stored. 503, `queue_unavailable`, with `Retry-After`.
+    QueueUnavailable,
+    /// The receiver is shutting down. 503, `shutting_down`.
+    ShuttingDown,
 }
 
 impl RejectionKind {
@@ -205,6 +218,18 @@ impl RejectionKind {
             QueueFull => (StatusCode::SERVICE_UNAVAILABLE, "queue_full", "Queue full"),
             HandshakeRejected => (StatusCode::FORBIDDEN, "handshake_rejected", "Handshake rejected"),
             MissingChallenge => (StatusCode::BAD_REQUEST, "missing_challenge", "Missing challenge"),
+            BodyReadTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body_read_timeout",
+                "Body not received in time",
+            ),
+            ServerBusy => (StatusCode::SERVICE_UNAVAILABLE, "server_busy", "Server busy"),
+            QueueUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_unavailable",
+                "Queue unavailable",
+            ),
+            ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "Shutting down"),
         }
     }
 
@@ -441,6 +466,11 @@ impl Rejection {
         );
         if self.kind == RejectionKind::MethodNotAllowed {
             headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        if self.kind == RejectionKind::BodyReadTimeout {
+            // The rest of the body may still trickle in: the connection is
+            // not reused (hyper closes it after this response).
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Some(after) = self.retry_after() {
             headers.insert(
