@@ -78,7 +78,7 @@ use sha2::{Digest, Sha256};
 use crate::ConfigError;
 
 mod guard;
-pub(crate) use guard::run;
+pub(crate) use guard::{run, ClaimTicket};
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;

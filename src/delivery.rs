@@ -51,6 +51,7 @@ struct Inner {
     secret_index: usize,
     secret_label: Option<Arc<str>>,
     form: bool,
+    attempt: Option<u32>,
     body: Bytes,
     body_fields: Option<BodyFieldsFn>,
     from_body: OnceLock<BodyFields>,
@@ -112,6 +113,7 @@ impl VerifiedWebhook {
                 secret_index,
                 secret_label,
                 form,
+                attempt: None,
                 body,
                 body_fields: scheme.body_fields(),
                 from_body: OnceLock::new(),
@@ -132,6 +134,7 @@ impl VerifiedWebhook {
         secret_index: usize,
         secret_label: Option<Arc<str>>,
         form: bool,
+        attempt: u32,
         body: Bytes,
     ) -> Self {
         let stored = |v: Option<String>| v.map_or(Source::Absent, |v| Source::Stored(v.into_boxed_str()));
@@ -150,6 +153,7 @@ impl VerifiedWebhook {
                 secret_index,
                 secret_label,
                 form,
+                attempt: Some(attempt),
                 body,
                 body_fields: None,
                 from_body,
@@ -271,6 +275,14 @@ impl VerifiedWebhook {
     /// (Slack slash commands and interactivity).
     pub fn is_form_encoded(&self) -> bool {
         self.inner.form
+    }
+
+    /// Which run of a queued delivery this is (1 for the first, counted
+    /// by the [`AckQueue`](crate::queue::AckQueue)'s storage, so a run
+    /// interrupted by a crash counts too); `None` when the handler runs
+    /// inside the request.
+    pub fn attempt(&self) -> Option<u32> {
+        self.inner.attempt
     }
 
     /// The exact bytes that were verified.

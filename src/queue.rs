@@ -1,27 +1,61 @@
-//! Fast acknowledgement: answer 202 at once, run the handler afterwards
-//! on a bounded in-process queue.
+//! Fast acknowledgement: store the verified delivery, answer 202 at once,
+//! run the handler afterwards.
 //!
 //! Every webhook guide says "put a queue in front": providers give a
 //! receiver only a few seconds (GitHub 10 s, Slack 3 s, Shopify 5 s)
 //! before they count a delivery as failed and retry it. An [`AckQueue`]
 //! sits where the handler would be, behind the verification layer, so a
 //! request is still verified, deduplicated and schema-validated before it
-//! is accepted; then it is queued and answered
-//! `202 {"status":"accepted","id":…,"type":…}` at once, and one of a
-//! fixed number of workers runs the handler.
+//! is accepted; then it is stored and answered
+//! `202 {"status":"accepted","id":…,"type":…}`, and one of a fixed number
+//! of workers runs the handler.
 //!
-//! - **Full queue**: 503 `queue_full` with `Retry-After`, so the provider
-//!   retries later; nothing is dropped silently.
-//! - **Shutdown**: [`AckQueueHandle::shutdown`] stops accepting (503) and
-//!   waits until every queued job has run.
+//! # Where deliveries are kept
 //!
-//! **The trade-off.** After a 202 the provider considers the delivery
-//! done: if the handler then fails, the provider will **not** retry it
-//! (the failure is logged at error level), and a dedupe claim is completed
-//! when the job is accepted, not when it succeeds. Prefer it when handlers
-//! can be slower than the provider's timeout, or when bursts must be
-//! smoothed; keep the synchronous mode (the default) when a failed handler
-//! must make the provider retry, or add your own durable retry.
+//! The queue keeps deliveries in a [`QueueStorage`]:
+//!
+//! - [`MemoryQueue`] (the default): fast, and **lost on a crash**: a
+//!   delivery answered 202 and not yet run is gone if the process is
+//!   killed, and GitHub, for one, never redelivers on its own.
+//! - `SqliteState::queue` (feature `sqlite`): the delivery (its exact
+//!   bytes, headers and verified metadata) is committed to a SQLite file,
+//!   with fsync, **before** the 202 is sent; a restarted process runs what
+//!   the previous one accepted and did not finish. When the route's dedupe
+//!   store is the same SQLite state, the dedupe key is marked processed in
+//!   the same transaction, so a delivery is never stored without its key,
+//!   nor the other way round.
+//!
+//! # Runs, retries and dead letters
+//!
+//! A worker takes a delivery, rebuilds the request (same path, headers and
+//! body, with the [`VerifiedWebhook`] in its extensions and
+//! [`VerifiedWebhook::attempt`] set) and calls the handler. A response
+//! below 400 marks it done. A 5xx (or 408, 429) is retried after an
+//! exponential backoff (1 s, 2 s, 4 s, … up to 5 minutes), up to
+//! [`max_attempts`](AckQueueBuilder::max_attempts) runs in all (default
+//! 5); then, or at once for any other 4xx (a payload that does not fit
+//! the handler's type fails the same way every time), the delivery
+//! becomes a dead letter, logged at error level and passed to
+//! [`on_dead_letter`](AckQueueBuilder::on_dead_letter).
+//! [`AckQueueHandle::dead_letters`] lists them and
+//! [`AckQueueHandle::requeue_dead_letters`] puts them back.
+//!
+//! Runs are *at least once*: if the process dies after the handler
+//! finished but before the storage recorded it done, the next process
+//! runs it again (with a higher attempt number). Make handlers idempotent
+//! on [`VerifiedWebhook::delivery_id`] where a second run would hurt.
+//!
+//! # Answers
+//!
+//! | case | answer |
+//! |---|---|
+//! | stored | 202 `{"status":"accepted","id":…,"type":…}` |
+//! | the storage is full | 503 `queue_full` with `Retry-After`; nothing stored |
+//! | the storage cannot be written | 503 `queue_unavailable` with `Retry-After`; nothing stored |
+//! | the queue is shutting down | 503 `shutting_down` with `Retry-After` |
+//!
+//! A 503 makes most providers retry; GitHub does not (redeliver it from
+//! the repository's webhook page), so these are logged at error level.
 //!
 //! ```
 //! use std::num::NonZeroUsize;
@@ -41,103 +75,149 @@
 //! let github = Verifier::builder(Scheme::github()).secret("s3cret").build()?;
 //! let app: Router = Router::new().route("/webhooks/github", post_service(queued).layer(github.layer()));
 //! // … serve `app`; on shutdown:
-//! handle.shutdown().await;
+//! handle.shutdown(std::time::Duration::from_secs(10)).await;
 //! # Ok(()) }
 //! ```
 
 use std::convert::Infallible;
 use std::fmt;
-use std::future::{ready, Ready};
+use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, RwLock};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, Request, StatusCode};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tower::{Service, ServiceExt as _};
 
-use crate::{ConfigError, Rejection, RejectionKind, VerifiedWebhook};
+use crate::dedupe::{ClaimTicket, StoreError, StoreErrorKind};
+use crate::{Clock as _, ConfigError, Rejection, RejectionKind, SystemClock, VerifiedWebhook};
 
+mod memory;
 mod storage;
+pub use memory::MemoryQueue;
 pub use storage::{ClaimSettlement, DeadLetter, Delivery, Job, JobId, QueueStorage, Taken};
 
-/// Default queue capacity.
+/// Default capacity of the in-memory storage.
 pub const DEFAULT_CAPACITY: usize = 1024;
 /// Default number of workers.
 pub const DEFAULT_WORKERS: usize = 4;
+/// Default number of runs of a failing delivery before it becomes a dead
+/// letter.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
-type Pending = Request<Body>;
+/// Longest backoff between two runs of a failing delivery.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How long a worker waits after the storage failed before it tries again.
+const STORAGE_PAUSE: Duration = Duration::from_secs(1);
+/// How long an idle worker sleeps when nothing is delayed (a new enqueue
+/// wakes it sooner).
+const IDLE_POLL: Duration = Duration::from_secs(5);
 
-/// The service that queues verified requests and answers 202. Cheap to
+type DeadLetterHook = Arc<dyn Fn(&Delivery, u32, &str) + Send + Sync>;
+
+/// The service that stores verified requests and answers 202. Cheap to
 /// clone. Made by [`AckQueueBuilder::spawn`].
 #[derive(Clone)]
 pub struct AckQueue {
-    sender: Arc<RwLock<Option<mpsc::Sender<Pending>>>>,
-    capacity: usize,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    storage: Arc<dyn QueueStorage>,
+    accepting: AtomicBool,
+    wake: Notify,
     retry_after: Duration,
 }
 
-/// Stops an [`AckQueue`] and waits for it to drain.
+/// Stops an [`AckQueue`]'s workers, and reads and requeues its dead
+/// letters.
 pub struct AckQueueHandle {
-    sender: Arc<RwLock<Option<mpsc::Sender<Pending>>>>,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
 }
 
 /// Builder for [`AckQueue`].
 #[must_use]
-#[derive(Debug)]
 pub struct AckQueueBuilder {
+    storage: Option<Arc<dyn QueueStorage>>,
     capacity: NonZeroUsize,
     workers: NonZeroUsize,
     retry_after: Duration,
+    max_attempts: u32,
+    backoff: Duration,
+    on_dead_letter: Option<DeadLetterHook>,
 }
 
 impl AckQueue {
-    /// Starts configuring a queue: capacity 1024, 4 workers.
+    /// Starts configuring a queue: in memory, capacity 1024, 4 workers, 5
+    /// attempts.
     pub fn builder() -> AckQueueBuilder {
         AckQueueBuilder {
+            storage: None,
             capacity: NonZeroUsize::new(DEFAULT_CAPACITY).unwrap_or(NonZeroUsize::MIN),
             workers: NonZeroUsize::new(DEFAULT_WORKERS).unwrap_or(NonZeroUsize::MIN),
             retry_after: Duration::from_secs(5),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff: Duration::from_secs(1),
+            on_dead_letter: None,
         }
     }
 
-    /// Jobs waiting to run right now.
-    pub fn queued(&self) -> usize {
-        let guard = self
-            .sender
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        guard
-            .as_ref()
-            .map_or(0, |s| self.capacity.saturating_sub(s.capacity()))
+    /// Deliveries stored and not yet done (waiting, delayed or running).
+    ///
+    /// # Errors
+    ///
+    /// The storage's error when it cannot tell.
+    pub async fn stored(&self) -> Result<usize, StoreError> {
+        self.shared.storage.len().await
     }
 
-    fn accept(&self, req: Pending) -> Response {
+    /// Whether the storage keeps deliveries across a crash.
+    pub fn is_durable(&self) -> bool {
+        self.shared.storage.is_durable()
+    }
+
+    async fn accept(shared: Arc<Shared>, req: Request<Body>) -> Response {
         let Some(hook) = req.extensions().get::<VerifiedWebhook>().cloned() else {
             // Behind no verification layer: a configuration mistake, never
             // an unverified job accepted.
             return crate::MissingVerification.into_response();
         };
-        let outcome = {
-            let guard = self
-                .sender
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match guard.as_ref() {
-                Some(sender) => sender.try_send(req).map_err(|e| match e {
-                    mpsc::error::TrySendError::Full(_) => "the queue is full; retry later",
-                    mpsc::error::TrySendError::Closed(_) => "the receiver is shutting down; retry later",
-                }),
-                None => Err("the receiver is shutting down; retry later"),
-            }
+        let refuse = |kind: RejectionKind, detail: &'static str, after: Duration| {
+            Rejection::new(kind, detail)
+                .with_provider(hook.provider())
+                .with_retry_after(after)
+                .to_response()
         };
-        match outcome {
-            Ok(()) => {
+        if !shared.accepting.load(Ordering::Acquire) {
+            return refuse(
+                RejectionKind::ShuttingDown,
+                "the receiver is shutting down; retry later",
+                shared.retry_after,
+            );
+        }
+        let delivery = Delivery::capture(req.uri(), req.headers(), &hook, SystemClock.now_unix());
+        // Settle the dedupe claim in the same transaction when the store
+        // and the storage share one.
+        let ticket = req.extensions().get::<ClaimTicket>().filter(|t| {
+            let scope = shared.storage.transaction_scope();
+            scope.is_some() && scope == t.store.transaction_scope()
+        });
+        let settlement = ticket.map(|t| t.settlement);
+        match shared.storage.enqueue(&delivery, settlement).await {
+            Ok(_) => {
+                if let Some(ticket) = ticket {
+                    ticket.settled.store(true, Ordering::Release);
+                }
+                shared.wake.notify_one();
                 let body = serde_json::json!({
                     "status": "accepted",
                     "id": hook.delivery_id(),
@@ -150,12 +230,26 @@ impl AckQueue {
                 )
                     .into_response()
             }
-            Err(detail) => {
-                tracing::warn!(target: "webhook_guard", "{detail}");
-                Rejection::new(RejectionKind::QueueFull, detail)
-                    .with_provider(hook.provider())
-                    .with_retry_after(self.retry_after)
-                    .to_response()
+            Err(e) => {
+                tracing::error!(
+                    target: "webhook_guard",
+                    provider = hook.provider().name(),
+                    id = hook.delivery_id(),
+                    error = %e,
+                    "a verified delivery could not be queued and was answered 503; \
+                     providers that do not retry (GitHub) need a manual redelivery"
+                );
+                let after = e.retry_after().max(shared.retry_after);
+                match e.kind() {
+                    StoreErrorKind::Full => {
+                        refuse(RejectionKind::QueueFull, "the queue is full; retry later", after)
+                    }
+                    _ => refuse(
+                        RejectionKind::QueueUnavailable,
+                        "the queue could not store the delivery; nothing was stored, retry later",
+                        after,
+                    ),
+                }
             }
         }
     }
@@ -164,41 +258,104 @@ impl AckQueue {
 impl fmt::Debug for AckQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AckQueue")
-            .field("capacity", &self.capacity)
-            .field("queued", &self.queued())
-            .finish()
+            .field("durable", &self.shared.storage.is_durable())
+            .field("accepting", &self.shared.accepting.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future an [`AckQueue`] returns.
+pub struct AckFuture(Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>);
+
+impl Future for AckFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for AckFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AckFuture")
     }
 }
 
 impl Service<Request<Body>> for AckQueue {
     type Response = Response;
     type Error = Infallible;
-    type Future = Ready<Result<Response, Infallible>>;
+    type Future = AckFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        ready(Ok(self.accept(req)))
+        let shared = self.shared.clone();
+        AckFuture(Box::pin(async move { Ok(Self::accept(shared, req).await) }))
     }
 }
 
 impl AckQueueHandle {
-    /// Stops accepting (new requests get 503 `queue_full`) and waits until
-    /// every queued job has run.
-    pub async fn shutdown(self) {
-        drop(
-            self.sender
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take(),
-        );
-        for worker in self.workers {
-            if let Err(e) = worker.await {
-                tracing::error!(target: "webhook_guard", error = %e, "a queue worker panicked");
+    /// Stops accepting (new requests get 503 `shutting_down`) and stops the
+    /// workers, waiting at most `grace` for the runs in progress.
+    ///
+    /// With a durable storage, deliveries not yet run stay stored for the
+    /// next start, and a run cut short by `grace` is run again then. With
+    /// the in-memory storage, the workers first run every stored delivery
+    /// (within `grace`), since what is left is lost. Returns whether every
+    /// worker finished within `grace`.
+    pub async fn shutdown(mut self, grace: Duration) -> bool {
+        self.shared.accepting.store(false, Ordering::Release);
+        let _ = self.stop.send(true);
+        self.shared.wake.notify_waiters();
+        let workers = std::mem::take(&mut self.workers);
+        let aborts: Vec<_> = workers.iter().map(JoinHandle::abort_handle).collect();
+        let all = async {
+            for worker in workers {
+                if let Err(e) = worker.await {
+                    if e.is_panic() {
+                        tracing::error!(target: "webhook_guard", "a queue worker panicked");
+                    }
+                }
             }
+        };
+        let finished = tokio::time::timeout(grace, all).await.is_ok();
+        if !finished {
+            for abort in aborts {
+                abort.abort();
+            }
+            tracing::warn!(
+                target: "webhook_guard",
+                "queue workers did not finish within the shutdown grace; \
+                 a durable queue runs the interrupted deliveries again at the next start"
+            );
         }
+        finished
+    }
+
+    /// Up to `limit` dead letters, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// The storage's error.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        self.shared.storage.dead_letters(limit).await
+    }
+
+    /// Puts dead letters back in the queue (those named, or all with
+    /// `None`), ready now with a fresh count of attempts. Returns how many.
+    ///
+    /// # Errors
+    ///
+    /// The storage's error.
+    pub async fn requeue_dead_letters(&self, ids: Option<&[JobId]>) -> Result<usize, StoreError> {
+        let n = self.shared.storage.requeue_dead(ids).await?;
+        self.shared.wake.notify_waiters();
+        for _ in 0..n.min(1024) {
+            self.shared.wake.notify_one();
+        }
+        Ok(n)
     }
 }
 
@@ -210,23 +367,67 @@ impl fmt::Debug for AckQueueHandle {
     }
 }
 
+impl fmt::Debug for AckQueueBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AckQueueBuilder")
+            .field("durable", &self.storage.as_ref().map(|s| s.is_durable()))
+            .field("capacity", &self.capacity)
+            .field("workers", &self.workers)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AckQueueBuilder {
-    /// How many accepted jobs may wait. Default 1024.
+    /// Where deliveries are kept. Default: a [`MemoryQueue`] of
+    /// [`capacity`](Self::capacity).
+    pub fn storage(mut self, storage: impl QueueStorage) -> Self {
+        self.storage = Some(Arc::new(storage));
+        self
+    }
+
+    /// How many deliveries the default in-memory storage holds. Default
+    /// 1024. (A storage given with [`storage`](Self::storage) has its own
+    /// bound.)
     pub fn capacity(mut self, capacity: NonZeroUsize) -> Self {
         self.capacity = capacity;
         self
     }
 
-    /// How many jobs run at once. Default 4.
+    /// How many deliveries run at once. Default 4.
     pub fn workers(mut self, workers: NonZeroUsize) -> Self {
         self.workers = workers;
         self
     }
 
-    /// The `Retry-After` sent with a 503 when the queue is full. Default
-    /// 5 s.
+    /// The `Retry-After` sent with a 503 (queue full, unavailable or
+    /// shutting down), at least. Default 5 s.
     pub fn retry_after(mut self, after: Duration) -> Self {
         self.retry_after = after;
+        self
+    }
+
+    /// Runs of a failing delivery before it becomes a dead letter. Default
+    /// 5; at least 1.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The first retry's delay; each next one doubles, up to 5 minutes.
+    /// Default 1 s.
+    pub fn backoff(mut self, first: Duration) -> Self {
+        self.backoff = first;
+        self
+    }
+
+    /// Called (on a worker) when a delivery runs out of attempts, with the
+    /// delivery, its number of runs and the last failure.
+    pub fn on_dead_letter<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Delivery, u32, &str) + Send + Sync + 'static,
+    {
+        self.on_dead_letter = Some(Arc::new(hook));
         self
     }
 
@@ -234,7 +435,8 @@ impl AckQueueBuilder {
     /// verified request, such as an
     /// [`EventRouter`](crate::dispatch::EventRouter) or an axum handler
     /// turned into a service), and returns the queue service and its
-    /// shutdown handle.
+    /// handle. The workers first take back deliveries that a previous
+    /// process took and never finished ([`QueueStorage::recover`]).
     ///
     /// # Errors
     ///
@@ -247,46 +449,204 @@ impl AckQueueBuilder {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::InvalidQueue {
             reason: "AckQueue::spawn must be called inside a tokio runtime",
         })?;
-        let (tx, rx) = mpsc::channel::<Pending>(self.capacity.get());
-        let rx = Arc::new(Mutex::new(rx));
+        let storage = self
+            .storage
+            .unwrap_or_else(|| Arc::new(MemoryQueue::new(self.capacity.get())));
+        let shared = Arc::new(Shared {
+            storage,
+            accepting: AtomicBool::new(true),
+            wake: Notify::new(),
+            retry_after: self.retry_after,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let (recovered_tx, recovered) = watch::channel(false);
+        // One task takes back what a previous process left running before
+        // any worker takes anything.
+        {
+            let shared = shared.clone();
+            runtime.spawn(async move {
+                loop {
+                    match shared.storage.recover().await {
+                        Ok(n) => {
+                            if n > 0 {
+                                tracing::warn!(
+                                    target: "webhook_guard",
+                                    deliveries = n,
+                                    "deliveries a previous process took and never finished will run again"
+                                );
+                            }
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(target: "webhook_guard", error = %e, "queue recovery failed; retrying");
+                            tokio::time::sleep(STORAGE_PAUSE).await;
+                        }
+                    }
+                }
+                let _ = recovered_tx.send(true);
+            });
+        }
+        let policy = Arc::new(Policy {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            on_dead_letter: self.on_dead_letter,
+        });
         let workers = (0..self.workers.get())
             .map(|_| {
-                let rx = rx.clone();
-                let handler = handler.clone();
-                runtime.spawn(async move {
-                    loop {
-                        let job = rx.lock().await.recv().await;
-                        let Some(job) = job else { break };
-                        run(handler.clone(), job).await;
-                    }
-                })
+                runtime.spawn(worker(
+                    shared.clone(),
+                    handler.clone(),
+                    policy.clone(),
+                    stopped.clone(),
+                    recovered.clone(),
+                ))
             })
             .collect();
-        let sender = Arc::new(RwLock::new(Some(tx)));
         Ok((
             AckQueue {
-                sender: sender.clone(),
-                capacity: self.capacity.get(),
-                retry_after: self.retry_after,
+                shared: shared.clone(),
             },
-            AckQueueHandle { sender, workers },
+            AckQueueHandle {
+                shared,
+                stop,
+                workers,
+            },
         ))
     }
 }
 
-async fn run<S>(handler: S, job: Pending)
+struct Policy {
+    max_attempts: u32,
+    backoff: Duration,
+    on_dead_letter: Option<DeadLetterHook>,
+}
+
+impl Policy {
+    /// The delay before run `attempt + 1`: the first backoff doubled for
+    /// each run so far, at most [`MAX_BACKOFF`].
+    fn delay(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(20);
+        self.backoff.saturating_mul(1u32 << doublings).min(MAX_BACKOFF)
+    }
+}
+
+async fn worker<S>(
+    shared: Arc<Shared>,
+    handler: S,
+    policy: Arc<Policy>,
+    mut stopped: watch::Receiver<bool>,
+    mut recovered: watch::Receiver<bool>,
+) where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    if recovered.wait_for(|done| *done).await.is_err() {
+        return;
+    }
+    let durable = shared.storage.is_durable();
+    loop {
+        let stopping = *stopped.borrow();
+        // A durable queue stops at once (what is stored stays stored); an
+        // in-memory one first runs what it holds, since that would be lost.
+        if stopping && durable {
+            return;
+        }
+        let next_due = match shared.storage.take().await {
+            Ok(Taken::Job(job)) => {
+                run(&shared, handler.clone(), &policy, job).await;
+                continue;
+            }
+            Ok(Taken::Idle { next_due }) => next_due,
+            Err(e) => {
+                tracing::error!(target: "webhook_guard", error = %e, "the queue storage failed; pausing");
+                Some(STORAGE_PAUSE)
+            }
+        };
+        if stopping {
+            return;
+        }
+        let wait = next_due.unwrap_or(IDLE_POLL).min(IDLE_POLL);
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+            _ = stopped.changed() => {}
+        }
+    }
+}
+
+async fn run<S>(shared: &Shared, handler: S, policy: &Policy, job: Job)
 where
     S: Service<Request<Body>, Response = Response, Error = Infallible>,
 {
-    let hook = job.extensions().get::<VerifiedWebhook>().cloned();
-    let Ok(response) = handler.oneshot(job).await;
-    if response.status().is_server_error() || response.status().is_client_error() {
+    let req = job.delivery.to_request(job.attempt);
+    let Ok(response) = handler.oneshot(req).await;
+    let status = response.status();
+    let settled = if status.as_u16() < 400 {
+        shared.storage.complete(job.id).await
+    } else {
+        let error = match response.extensions().get::<Rejection>() {
+            Some(r) => format!("{} {}", status.as_u16(), r.reason()),
+            None => format!("{}", status.as_u16()),
+        };
+        // A client error (a typed payload that does not fit, say) is the
+        // same on every run: no point in retrying it.
+        let final_error = status.is_client_error()
+            && status != StatusCode::REQUEST_TIMEOUT
+            && status != StatusCode::TOO_MANY_REQUESTS;
+        if final_error || job.attempt >= policy.max_attempts {
+            tracing::error!(
+                target: "webhook_guard",
+                provider = job.delivery.provider().name(),
+                id = job.delivery.delivery_id(),
+                attempts = job.attempt,
+                status = status.as_u16(),
+                "a queued delivery failed on its last attempt and is now a dead letter"
+            );
+            let buried = shared.storage.bury(job.id, &error).await;
+            if buried.is_ok() {
+                if let Some(hook) = &policy.on_dead_letter {
+                    hook(&job.delivery, job.attempt, &error);
+                }
+            }
+            buried
+        } else {
+            let delay = policy.delay(job.attempt);
+            tracing::warn!(
+                target: "webhook_guard",
+                provider = job.delivery.provider().name(),
+                id = job.delivery.delivery_id(),
+                attempt = job.attempt,
+                status = status.as_u16(),
+                retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "a queued delivery failed; it will run again"
+            );
+            shared.storage.retry(job.id, delay, &error).await
+        }
+    };
+    if let Err(e) = settled {
         tracing::error!(
             target: "webhook_guard",
-            provider = hook.as_ref().map(|h| h.provider().name().to_owned()),
-            id = hook.as_ref().and_then(VerifiedWebhook::delivery_id),
-            status = response.status().as_u16(),
-            "a queued webhook failed after it was acknowledged with 202; the provider will not retry it"
+            error = %e,
+            "could not record a queued delivery's outcome; it runs again after the next start"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let p = Policy {
+            max_attempts: 5,
+            backoff: Duration::from_secs(1),
+            on_dead_letter: None,
+        };
+        assert_eq!(p.delay(1), Duration::from_secs(1));
+        assert_eq!(p.delay(2), Duration::from_secs(2));
+        assert_eq!(p.delay(4), Duration::from_secs(8));
+        assert_eq!(p.delay(30), MAX_BACKOFF);
+        assert_eq!(p.delay(u32::MAX), MAX_BACKOFF);
     }
 }

@@ -1973,6 +1973,14 @@ fn accepted(id: &str) -> Value {
 }
 
 async fn assert_queue_full(what: &str, response: Response) {
+    assert_queue_refused(what, response, RejectionKind::QueueFull).await;
+}
+
+async fn assert_shutting_down(what: &str, response: Response) {
+    assert_queue_refused(what, response, RejectionKind::ShuttingDown).await;
+}
+
+async fn assert_queue_refused(what: &str, response: Response, kind: RejectionKind) {
     let retry = response
         .headers()
         .get(header::RETRY_AFTER)
@@ -1983,7 +1991,7 @@ async fn assert_queue_full(what: &str, response: Response) {
         "{what}: Retry-After {:?}",
         response.headers().get(header::RETRY_AFTER)
     );
-    let doc = problem(what, response, RejectionKind::QueueFull, &[]).await;
+    let doc = problem(what, response, kind, &[]).await;
     assert_eq!(doc["retry_after"], json!(retry.unwrap()), "{what}: {doc}");
 }
 
@@ -2024,7 +2032,7 @@ async fn ack_queue_answers_202_before_the_handler_finishes() {
         .expect("the queued handler never started");
     assert_eq!(done.load(Ordering::SeqCst), 0);
     release.notify_one();
-    tokio::time::timeout(Duration::from_secs(20), handle.shutdown())
+    tokio::time::timeout(Duration::from_secs(20), handle.shutdown(Duration::from_secs(20)))
         .await
         .expect("shutdown did not drain");
     assert_eq!(done.load(Ordering::SeqCst), 1);
@@ -2034,7 +2042,7 @@ async fn ack_queue_answers_202_before_the_handler_finishes() {
 async fn ack_queue_full_is_503_and_shutdown_drains_then_refuses() {
     let (events, mut gated) = gated();
     let (queue, handle) = AckQueue::builder()
-        .capacity(nz(1))
+        .capacity(nz(2))
         .workers(nz(1))
         .spawn(events)
         .unwrap();
@@ -2062,10 +2070,10 @@ async fn ack_queue_full_is_503_and_shutdown_drains_then_refuses() {
     assert_eq!(gated.done(), 0);
 
     // Shutdown waits for the running and the queued job.
-    let shutdown = tokio::spawn(handle.shutdown());
+    let shutdown = tokio::spawn(handle.shutdown(Duration::from_secs(20)));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!shutdown.is_finished(), "shutdown returned with jobs left");
-    assert_queue_full("during shutdown", send_id("evt_qf_4").await).await;
+    assert_shutting_down("during shutdown", send_id("evt_qf_4").await).await;
     gated.gate.add_permits(16);
     tokio::time::timeout(Duration::from_secs(20), shutdown)
         .await
@@ -2075,7 +2083,7 @@ async fn ack_queue_full_is_503_and_shutdown_drains_then_refuses() {
     assert_eq!(gated.next_started().await, "evt_qf_2");
     assert!(gated.started.try_recv().is_err(), "a refused job ran");
 
-    assert_queue_full("after shutdown", send_id("evt_qf_5").await).await;
+    assert_shutting_down("after shutdown", send_id("evt_qf_5").await).await;
     assert_eq!(gated.done(), 2);
 }
 
@@ -2109,7 +2117,7 @@ async fn ack_queue_shutdown_runs_every_accepted_job() {
         .await;
         assert_json(&id, response, StatusCode::ACCEPTED, accepted(&id)).await;
     }
-    tokio::time::timeout(Duration::from_secs(20), handle.shutdown())
+    tokio::time::timeout(Duration::from_secs(20), handle.shutdown(Duration::from_secs(20)))
         .await
         .expect("shutdown did not drain");
     assert_eq!(done.load(Ordering::SeqCst), total);
@@ -2118,7 +2126,7 @@ async fn ack_queue_shutdown_runs_every_accepted_job() {
         stripe_request(event("evt_drain_late", "invoice.paid", json!({}))),
     )
     .await;
-    assert_queue_full("after shutdown", response).await;
+    assert_shutting_down("after shutdown", response).await;
     assert_eq!(done.load(Ordering::SeqCst), total);
 }
 
@@ -2163,7 +2171,7 @@ async fn ack_queue_failing_handler_does_not_change_the_202() {
         json!({"status": "accepted", "id": "evt_fail_2", "type": "invoice.voided"}),
     )
     .await;
-    tokio::time::timeout(Duration::from_secs(20), handle.shutdown())
+    tokio::time::timeout(Duration::from_secs(20), handle.shutdown(Duration::from_secs(20)))
         .await
         .expect("shutdown did not drain");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "only the failing handler ran");
@@ -2173,7 +2181,7 @@ async fn ack_queue_failing_handler_does_not_change_the_202() {
 async fn ack_queue_with_dedupe() {
     let (events, mut gated) = gated();
     let (queue, handle) = AckQueue::builder()
-        .capacity(nz(1))
+        .capacity(nz(2))
         .workers(nz(1))
         .spawn(events)
         .unwrap();
@@ -2239,7 +2247,7 @@ async fn ack_queue_with_dedupe() {
     )
     .await;
     gated.gate.add_permits(16);
-    tokio::time::timeout(Duration::from_secs(20), handle.shutdown())
+    tokio::time::timeout(Duration::from_secs(20), handle.shutdown(Duration::from_secs(20)))
         .await
         .expect("shutdown did not drain");
     assert_eq!(gated.done(), 3);
@@ -2267,7 +2275,7 @@ async fn ack_queue_without_the_layer_never_accepts() {
     let response = send(router, unsigned).await;
     let status = response.status();
     let text = String::from_utf8_lossy(&body_bytes(response).await).into_owned();
-    tokio::time::timeout(Duration::from_secs(20), handle.shutdown())
+    tokio::time::timeout(Duration::from_secs(20), handle.shutdown(Duration::from_secs(20)))
         .await
         .expect("shutdown did not drain");
     assert_eq!(calls.load(Ordering::SeqCst), 0);

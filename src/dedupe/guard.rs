@@ -1,6 +1,7 @@
 //! The dedupe step of the layer: claim, run the handler, complete or
 //! release.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ pub(crate) async fn run<S>(
     verifier: &Verifier,
     dedupe: &Dedupe,
     times: Retention,
-    req: Request<Body>,
+    mut req: Request<Body>,
     mut inner: S,
 ) -> Result<Response, S::Error>
 where
@@ -59,6 +60,15 @@ where
         }
         Err(e) => return Ok(verifier.reject(verifier.tag(store_failed(&e)))),
     }
+    // A queue that shares this store's transactions settles the claim
+    // together with the enqueue, and says so through the ticket.
+    let ticket = ClaimTicket {
+        store: store.clone(),
+        settlement: crate::queue::ClaimSettlement { key, token, times },
+        settled: Arc::new(AtomicBool::new(false)),
+    };
+    let settled = ticket.settled.clone();
+    req.extensions_mut().insert(ticket);
     let mut held = Held {
         store: Some(store.clone()),
         key,
@@ -70,7 +80,9 @@ where
     held.succeeded = matches!(&result, Ok(response) if response.status().as_u16() < 400);
     // If this future is dropped while the store answers, `held` finishes
     // the job (complete or release) in the background.
-    if held.succeeded {
+    if held.succeeded && settled.load(Ordering::Acquire) {
+        // Already marked processed in the queue's transaction.
+    } else if held.succeeded {
         if let Err(e) = store.complete(&key, token, times).await {
             tracing::error!(
                 target: "webhook_guard",
@@ -90,6 +102,17 @@ where
     }
     held.store = None;
     result
+}
+
+/// The claim held for a request, in its extensions while the inner
+/// service runs: a queue whose storage shares the store's transactions
+/// ([`DedupeStore::transaction_scope`]) completes it with the enqueue and
+/// sets `settled`.
+#[derive(Clone)]
+pub(crate) struct ClaimTicket {
+    pub(crate) store: Arc<dyn DedupeStore>,
+    pub(crate) settlement: crate::queue::ClaimSettlement,
+    pub(crate) settled: Arc<AtomicBool>,
 }
 
 /// The 503 for a store failure.

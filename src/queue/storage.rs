@@ -296,7 +296,7 @@ impl Delivery {
 
     /// The request a worker hands the handler: `POST`, the stored path,
     /// headers and body, and the [`VerifiedWebhook`] in its extensions.
-    pub(crate) fn to_request(&self) -> Request<Body> {
+    pub(crate) fn to_request(&self, attempt: u32) -> Request<Body> {
         let hook = VerifiedWebhook::restore(
             self.provider.clone(),
             self.delivery_id.clone(),
@@ -306,6 +306,7 @@ impl Delivery {
             usize::try_from(self.secret_index).unwrap_or(usize::MAX),
             self.secret_label.as_deref().map(std::sync::Arc::from),
             self.form,
+            attempt,
             self.body.clone(),
         );
         let mut req = Request::new(Body::from(self.body.clone()));
@@ -325,7 +326,10 @@ impl Delivery {
         out.extend_from_slice(MAGIC);
         put(&mut out, self.uri.as_bytes());
         put(&mut out, self.provider.name().as_bytes());
-        put(&mut out, &[u8::from(matches!(self.provider, Provider::Custom(_)))]);
+        put(
+            &mut out,
+            &[u8::from(matches!(self.provider, Provider::Custom(_)))],
+        );
         put_opt(&mut out, self.delivery_id.as_deref());
         put_opt(&mut out, self.event_type.as_deref());
         put_opt(&mut out, self.action.as_deref());
@@ -340,7 +344,11 @@ impl Delivery {
         put_opt(&mut out, self.secret_label.as_deref());
         out.push(u8::from(self.form));
         out.extend_from_slice(&self.received_at_unix.to_be_bytes());
-        out.extend_from_slice(&u32::try_from(self.headers.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(
+            &u32::try_from(self.headers.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
         for (name, value) in &self.headers {
             put(&mut out, name.as_str().as_bytes());
             put(&mut out, value.as_bytes());
@@ -356,7 +364,8 @@ impl Delivery {
     /// [`StoreError`] (unavailable) if the bytes are not an encoded
     /// delivery.
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        let bad = || StoreError::unavailable("a stored delivery could not be decoded", Duration::from_secs(5));
+        let bad =
+            || StoreError::unavailable("a stored delivery could not be decoded", Duration::from_secs(5));
         let mut r = Reader { rest: bytes };
         if r.take(MAGIC.len()).ok_or_else(bad)? != MAGIC {
             return Err(bad());
@@ -547,13 +556,14 @@ mod tests {
 
     #[test]
     fn rebuilt_request_carries_the_verified_delivery() {
-        let req = sample().to_request();
+        let req = sample().to_request(3);
         assert_eq!(req.method(), http::Method::POST);
         assert_eq!(req.uri().path(), "/webhooks/github");
         let hook = req.extensions().get::<VerifiedWebhook>().expect("hook");
         assert_eq!(hook.delivery_id(), Some("d-1"));
         assert_eq!(hook.event_type(), Some("push"));
         assert_eq!(hook.secret_label(), Some("new"));
+        assert_eq!(hook.attempt(), Some(3));
         assert_eq!(hook.body().as_ref(), b"{\"a\":1}");
     }
 }
