@@ -20,6 +20,8 @@ mod rejection;
 pub mod schema;
 pub mod scheme;
 mod secret;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 mod timestamp;

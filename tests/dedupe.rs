@@ -1,8 +1,9 @@
 //! Deduplication, end to end.
 //!
 //! A. The `DedupeStore` atomicity contract, written once and run against
-//!    every store: `MemoryStore` (system clock) and, with the `redis`
-//!    feature, `RedisStore` against a real `redis-server`.
+//!    every store: `MemoryStore` (system clock), with the `sqlite` feature
+//!    `SqliteStore` (a temporary file), and with the `redis` feature
+//!    `RedisStore` against a real `redis-server`.
 //! B. `MemoryStore`'s bound: full of keys younger than the replay window it
 //!    fails closed (`Full`, with the time left), never forgets such a key,
 //!    evicts older ones to make room, and stays bounded under a flood.
@@ -80,9 +81,19 @@ async fn redis_store(test: &str) -> (webhook_guard::dedupe::RedisStore, redis_su
     (store, redis)
 }
 
+/// A `SqliteStore` in a file of its own (system clock); the directory
+/// lives as long as the guard.
+#[cfg(feature = "sqlite")]
+fn sqlite_store() -> (webhook_guard::sqlite::SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = webhook_guard::sqlite::SqliteState::open(dir.path().join("state.sqlite3"))
+        .expect("SqliteState::open");
+    (state.dedupe_store(), dir)
+}
+
 /// Runs each generic `async fn case<S: DedupeStore + Clone>(store: S)` once
-/// per store: `$suite::memory::case` and (feature `redis`)
-/// `$suite::redis::case`.
+/// per store: `$suite::memory::case`, (feature `sqlite`)
+/// `$suite::sqlite::case` and (feature `redis`) `$suite::redis::case`.
 macro_rules! for_each_store {
     ($suite:ident: $($case:ident),+ $(,)?) => {
         mod $suite {
@@ -91,6 +102,17 @@ macro_rules! for_each_store {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                     async fn $case() {
                         super::super::$case(super::super::memory_store()).await;
+                    }
+                )+
+            }
+
+            #[cfg(feature = "sqlite")]
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        let (store, _dir) = super::super::sqlite_store();
+                        super::super::$case(store).await;
                     }
                 )+
             }
