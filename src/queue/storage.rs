@@ -1,29 +1,4 @@
-//! Where an [`AckQueue`](super::AckQueue) keeps its deliveries.
-//!
-//! A [`QueueStorage`] holds every accepted delivery from the moment it is
-//! stored (before the 202 is sent) until a worker has run the handler and
-//! marked it done. Two come with the crate:
-//!
-//! | storage | survives a crash | shared by replicas |
-//! |---|---|---|
-//! | [`MemoryQueue`](super::MemoryQueue) | no: a crash or a deploy loses what was accepted and not yet run | no |
-//! | `SqliteState::queue` (feature `sqlite`) | yes: committed (fsync) before the 202 | no (one file, one process) |
-//!
-//! # Contract
-//!
-//! 1. [`enqueue`](QueueStorage::enqueue) returns only once the delivery is
-//!    stored as durably as the storage promises; an error means nothing
-//!    was stored (the request is answered 503 and the sender retries).
-//! 2. [`take`](QueueStorage::take) hands each ready delivery to one worker
-//!    at a time and counts the attempt; a delivery taken and never
-//!    settled (the process died) is handed out again after
-//!    [`recover`](QueueStorage::recover), which the queue calls once when
-//!    it starts.
-//! 3. [`complete`](QueueStorage::complete), [`retry`](QueueStorage::retry)
-//!    and [`bury`](QueueStorage::bury) settle a taken delivery: done,
-//!    ready again after a delay, or moved to the dead letters.
-//! 4. Failures are [`StoreError`]s: [`StoreErrorKind::Full`] is answered
-//!    503 `queue_full`, anything else 503 `queue_unavailable`.
+//! Queue storage: the trait and the stored delivery.
 
 use std::fmt;
 use std::time::Duration;
@@ -58,6 +33,7 @@ pub struct Job {
 
 /// What [`QueueStorage::take`] found.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // short-lived; boxing would cost an allocation per take
 pub enum Taken {
     /// A delivery to run now.
     Job(Job),
@@ -101,8 +77,33 @@ pub struct ClaimSettlement {
     pub times: Retention,
 }
 
-/// Where a fast-acknowledgement queue keeps its deliveries. See the
-/// [module docs](self) for the contract every implementation keeps.
+/// Where an [`AckQueue`](super::AckQueue) keeps its deliveries.
+///
+/// A [`QueueStorage`] holds every accepted delivery from the moment it is
+/// stored (before the 202 is sent) until a worker has run the handler and
+/// marked it done. Two come with the crate:
+///
+/// | storage | survives a crash | shared by replicas |
+/// |---|---|---|
+/// | [`MemoryQueue`](super::MemoryQueue) | no: a crash or a deploy loses what was accepted and not yet run | no |
+/// | `SqliteState::queue` (feature `sqlite`) | yes: committed (fsync) before the 202 | no (one file, one process) |
+///
+/// # Contract
+///
+/// 1. [`enqueue`](QueueStorage::enqueue) returns only once the delivery is
+///    stored as durably as the storage promises; an error means nothing
+///    was stored (the request is answered 503 and the sender retries).
+/// 2. [`take`](QueueStorage::take) hands each ready delivery to one worker
+///    at a time and counts the attempt; a delivery taken and never
+///    settled (the process died) is handed out again after
+///    [`recover`](QueueStorage::recover), which the queue calls once when
+///    it starts.
+/// 3. [`complete`](QueueStorage::complete), [`retry`](QueueStorage::retry)
+///    and [`bury`](QueueStorage::bury) settle a taken delivery: done,
+///    ready again after a delay, or moved to the dead letters.
+/// 4. Failures are [`StoreError`]s: [`StoreErrorKind::Full`] is answered
+///    503 `queue_full`, anything else 503 `queue_unavailable`.
+#[allow(clippy::len_without_is_empty)] // `len` is an async count, not a collection's size
 pub trait QueueStorage: Send + Sync + 'static {
     /// Stores `delivery`, ready to run now; with `claim`, also marks that
     /// dedupe key processed in the same transaction. Returns when stored.
