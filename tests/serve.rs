@@ -300,12 +300,11 @@ async fn graceful_shutdown_finishes_in_flight_requests_and_refuses_new_connectio
     // New connections are refused while the slow request is still running.
     let refused_at = Instant::now();
     loop {
+        // A connect racing the listener's close may be reset (or land in
+        // the backlog being discarded); soon after, it must be refused.
         match TcpStream::connect(running.addr).await {
-            Err(e) => {
-                assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
-                break;
-            }
-            Ok(_) => {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break,
+            _ => {
                 assert!(
                     refused_at.elapsed() < Duration::from_millis(500),
                     "still accepting"
