@@ -21,6 +21,7 @@
 use axum::handler::Handler as _;
 use axum::{extract::Query, http::HeaderName, http::StatusCode, routing::get, Router};
 use serde::Deserialize;
+use webhook_guard::serve::{shutdown_signal, Server};
 use webhook_guard::{CustomScheme, Rejection, Scheme, SignatureEncoding, VerifiedWebhook, Verifier};
 
 async fn webhook(hook: VerifiedWebhook) -> Result<StatusCode, Rejection> {
@@ -67,9 +68,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let route = get(handshake).post(webhook.layer(verifier.layer()));
     let app = Router::new().route("/webhook", route);
     let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    // Header and idle timeouts, a connection cap, graceful shutdown on
+    // SIGTERM or Ctrl-C: see `webhook_guard::serve`.
+    let server = Server::bind(&addr)
+        .await?
+        .with_graceful_shutdown(shutdown_signal());
     tracing::info!("listening on http://{addr}/webhook");
-    axum::serve(listener, app).await?;
+    server.serve_router(app).await?;
     Ok(())
 }
 

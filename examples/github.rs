@@ -21,6 +21,7 @@ use axum::{routing::post_service, Router};
 use serde::Deserialize;
 use webhook_guard::dedupe::{Dedupe, MemoryStore};
 use webhook_guard::dispatch::{Event, EventRouter, HandlerError};
+use webhook_guard::serve::{shutdown_signal, Server};
 use webhook_guard::{RateLimiter, Scheme, Verifier};
 
 #[derive(Debug, Deserialize)]
@@ -104,9 +105,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     let app = Router::new().route("/webhook", post_service(events).layer(verifier.layer()));
     let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    // Header and idle timeouts, a connection cap, graceful shutdown on
+    // SIGTERM or Ctrl-C: see `webhook_guard::serve`.
+    let server = Server::bind(&addr)
+        .await?
+        .with_graceful_shutdown(shutdown_signal());
     tracing::info!("listening on http://{addr}/webhook");
-    axum::serve(listener, RateLimiter::builder().build().into_make_service(app)).await?;
+    server
+        .serve(RateLimiter::builder().build().into_make_service(app))
+        .await?;
     Ok(())
 }
 

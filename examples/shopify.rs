@@ -17,6 +17,7 @@
 
 use axum::{http::StatusCode, routing::post, Router};
 use serde::Deserialize;
+use webhook_guard::serve::{shutdown_signal, Server};
 use webhook_guard::{Rejection, Scheme, VerifiedWebhook, Verifier};
 
 /// The part of an order payload this app reads.
@@ -55,9 +56,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let app = Router::new().route("/webhook", post(webhook).layer(verifier.layer()));
     let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    // Header and idle timeouts, a connection cap, graceful shutdown on
+    // SIGTERM or Ctrl-C: see `webhook_guard::serve`.
+    let server = Server::bind(&addr)
+        .await?
+        .with_graceful_shutdown(shutdown_signal());
     tracing::info!("listening on http://{addr}/webhook");
-    axum::serve(listener, app).await?;
+    server.serve_router(app).await?;
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::{routing::post, Router};
 use serde_json::{json, Value};
+use webhook_guard::serve::{shutdown_signal, Server};
 use webhook_guard::{Rejection, Scheme, VerifiedWebhook, Verifier};
 
 async fn slack(hook: VerifiedWebhook) -> Result<Response, Rejection> {
@@ -71,9 +72,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let app = Router::new().route("/slack", post(slack).layer(verifier.layer()));
     let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    // Header and idle timeouts, a connection cap, graceful shutdown on
+    // SIGTERM or Ctrl-C: see `webhook_guard::serve`.
+    let server = Server::bind(&addr)
+        .await?
+        .with_graceful_shutdown(shutdown_signal());
     tracing::info!("listening on http://{addr}/slack");
-    axum::serve(listener, app).await?;
+    server.serve_router(app).await?;
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use webhook_guard::dedupe::{Dedupe, MemoryStore};
 use webhook_guard::dispatch::{Event, EventRouter, HandlerError};
 use webhook_guard::schema::Schemas;
+use webhook_guard::serve::{shutdown_signal, Server};
 use webhook_guard::{RateLimiter, Scheme, Verifier};
 
 /// The part of a Stripe event this app reads; serde ignores the rest.
@@ -85,11 +86,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .on("checkout.session.completed", checkout_completed);
     let app = Router::new().route("/webhook", post_service(events).layer(verifier.layer()));
     let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    // Header and idle timeouts, a connection cap, graceful shutdown on
+    // SIGTERM or Ctrl-C: see `webhook_guard::serve`.
+    let server = Server::bind(&addr)
+        .await?
+        .with_graceful_shutdown(shutdown_signal());
     tracing::info!("listening on http://{addr}/webhook");
     // Per-client rate limiting before any body is read.
     let limiter = RateLimiter::builder().build();
-    axum::serve(listener, limiter.into_make_service(app)).await?;
+    server.serve(limiter.into_make_service(app)).await?;
     Ok(())
 }
 

@@ -20,6 +20,7 @@ mod rejection;
 pub mod schema;
 pub mod scheme;
 mod secret;
+pub mod serve;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "test-util")]
