@@ -53,11 +53,14 @@
 //!
 //! # One process per file
 //!
-//! The file is opened in SQLite's exclusive locking mode and locked for as
-//! long as the [`SqliteState`] lives: a second process (or a second
-//! `SqliteState` in the same process) opening the same file waits up to
-//! the [busy timeout](SqliteStateBuilder::busy_timeout) and then fails
-//! with a [`ConfigError`]. Two processes can therefore never share the
+//! A [`SqliteState`] owns its file: it holds an exclusive advisory lock on
+//! `<file>.owner` for as long as it lives, so a second process (or a
+//! second `SqliteState` in the same process) opening the same file waits
+//! up to the [busy timeout](SqliteStateBuilder::busy_timeout) and then
+//! fails with a [`ConfigError`]. An administrative state opened with
+//! [`beside_owner`](SqliteStateBuilder::beside_owner) takes no lock and
+//! shares the file with the owner through SQLite's own locking (WAL), to
+//! list or requeue dead letters while the receiver runs. Two processes can therefore never share the
 //! queue (each would [`recover`](QueueStorage::recover) the other's running
 //! jobs); run one receiver per file, and use `RedisStore` (feature `redis`)
 //! for dedupe keys shared by several receivers. The lock is released when
@@ -145,6 +148,8 @@ struct Shared {
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
     timeout: Duration,
+    /// The owner lock, released after the thread has closed the file.
+    _owner: Option<std::fs::File>,
 }
 
 impl Drop for Shared {
@@ -194,6 +199,7 @@ impl SqliteState {
                 busy_timeout: DEFAULT_BUSY_TIMEOUT,
                 max_pages: None,
                 clock: Arc::new(SystemClock),
+                owner: true,
             },
         }
     }
@@ -323,6 +329,17 @@ impl SqliteStateBuilder {
         self
     }
 
+    /// Opens the file beside the process that owns it, for administration
+    /// (listing and requeueing dead letters, counting keys) while a
+    /// receiver runs on it: this state does not take the owner lock. Never
+    /// run a queue's workers on it, since starting a queue takes back
+    /// every running delivery, the owner's included; the owner's workers
+    /// pick up requeued dead letters within a few seconds.
+    pub fn beside_owner(mut self) -> Self {
+        self.config.owner = false;
+        self
+    }
+
     /// The clock for leases, retention and retry delays. Default: the
     /// system clock.
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -337,6 +354,11 @@ impl SqliteStateBuilder {
     ///
     /// See [`SqliteState::open`].
     pub fn open(self) -> Result<SqliteState, ConfigError> {
+        let owner = if self.config.owner {
+            Some(writer::owner_lock(&self.path, &self.config)?)
+        } else {
+            None
+        };
         let conn = writer::open(&self.path, &self.config)?;
         let (sender, receiver) = mpsc::channel();
         let config = self.config;
@@ -352,6 +374,7 @@ impl SqliteStateBuilder {
                 thread: Some(thread),
                 path: self.path,
                 timeout: self.timeout,
+                _owner: owner,
             }),
         })
     }

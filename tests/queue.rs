@@ -298,4 +298,38 @@ mod sqlite {
         }
         assert!(handle.shutdown(Duration::from_secs(10)).await);
     }
+
+    /// Dead letters can be listed and requeued from another state opened
+    /// beside the running owner (the demo's `dead-letters` commands); the
+    /// owner's workers run the requeued delivery.
+    #[tokio::test]
+    async fn dead_letters_are_requeued_from_beside_the_owner() {
+        use webhook_guard::queue::QueueStorage as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let state = SqliteState::open(&path).unwrap();
+        let runs: Runs = Arc::default();
+        let dead = Arc::new(Mutex::new(Vec::new()));
+        let (queue, handle) = spawn(Some(Arc::new(state.queue())), runs.clone(), dead.clone()).await;
+        let router = app(&verifier(Some(Arc::new(state.dedupe_store()))), queue);
+        let (status, _) = send(&router, request("msg_dead", "fail.event")).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        wait_for("the dead letter", || dead.lock().unwrap().len() == 1).await;
+
+        // A second owner is refused; an administrative state is not.
+        assert!(SqliteState::builder(&path)
+            .busy_timeout(Duration::from_millis(100))
+            .open()
+            .is_err());
+        let admin = SqliteState::builder(&path).beside_owner().open().unwrap();
+        let letters = admin.queue().dead_letters(10).await.unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].delivery.delivery_id(), Some("msg_dead"));
+        assert_eq!(admin.queue().requeue_dead(None).await.unwrap(), 1);
+        drop(admin);
+        // The owner's idle workers look again within a few seconds.
+        wait_for("the requeued run", || runs_of(&runs, "msg_dead").len() == 4).await;
+        assert_eq!(runs_of(&runs, "msg_dead")[..4], [1, 2, 3, 1]);
+        assert!(handle.shutdown(Duration::from_secs(10)).await);
+    }
 }

@@ -78,6 +78,8 @@ pub(super) struct Config {
     pub(super) busy_timeout: Duration,
     pub(super) max_pages: Option<u64>,
     pub(super) clock: Arc<dyn Clock>,
+    /// Whether this state owns the file (takes the owner lock).
+    pub(super) owner: bool,
 }
 
 pub(super) struct Request {
@@ -154,7 +156,44 @@ fn invalid(path: &Path, what: impl std::fmt::Display) -> ConfigError {
     }
 }
 
-/// Opens the file, sets it up, migrates the schema and takes the lock.
+/// Takes the owner lock: an exclusive advisory lock on `<path>.owner`,
+/// held for the state's life and released by the OS if the process dies.
+/// Waits up to the busy timeout for another owner to go.
+pub(super) fn owner_lock(path: &Path, config: &Config) -> Result<std::fs::File, ConfigError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".owner");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| {
+            invalid(
+                path,
+                format!("cannot open its owner lock file: {e} (is its directory writable?)"),
+            )
+        })?;
+    let start = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < config.busy_timeout => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(invalid(
+                    path,
+                    "database is locked (another process, or another SqliteState, has it open)",
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(invalid(path, format!("cannot lock its owner lock file: {e}")))
+            }
+        }
+    }
+}
+
+/// Opens the file, sets it up and migrates the schema.
 pub(super) fn open(path: &Path, config: &Config) -> Result<Connection, ConfigError> {
     if path.as_os_str().is_empty() {
         return Err(invalid(path, "the path is empty"));
@@ -181,11 +220,10 @@ pub(super) fn open(path: &Path, config: &Config) -> Result<Connection, ConfigErr
     })?;
     conn.busy_timeout(config.busy_timeout)
         .map_err(|e| invalid(path, e))?;
-    // Exclusive locking before WAL: no shared-memory index, and the lock is
-    // kept for the connection's life (one process per file).
+    // Normal locking: an administrative connection (dead letters) may
+    // share the file with its owner; ownership is the separate owner lock.
     conn.execute_batch(
         "PRAGMA page_size = 4096;
-         PRAGMA locking_mode = EXCLUSIVE;
          PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA journal_size_limit = 67108864;",
@@ -223,8 +261,8 @@ pub(super) fn open(path: &Path, config: &Config) -> Result<Connection, ConfigErr
             format!("schema version {version}, this version of webhook-guard reads {SCHEMA_VERSION}"),
         ));
     }
-    // A write, so the exclusive lock is taken now rather than at the first
-    // request.
+    // A write, so a file that cannot be written fails now rather than at
+    // the first request.
     conn.execute(
         "INSERT OR REPLACE INTO meta (name, value) VALUES ('opened_at_ms', ?1)",
         [config.clock.now_unix_millis()],
