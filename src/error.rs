@@ -41,6 +41,12 @@ pub enum ConfigError {
     ZeroTolerance,
     /// The body limit is zero.
     ZeroBodyLimit,
+    /// A body timer (the idle timeout or the deadline) is zero: every body
+    /// that is not already there would time out.
+    ZeroBodyTimeout {
+        /// Which one: `"body idle timeout"` or `"body deadline"`.
+        setting: &'static str,
+    },
     /// A custom scheme's description is inconsistent.
     InvalidScheme {
         /// What is wrong with it.
@@ -101,6 +107,7 @@ impl fmt::Display for ConfigError {
             }
             Self::ZeroTolerance => f.write_str("the timestamp tolerance must be greater than zero"),
             Self::ZeroBodyLimit => f.write_str("the body limit must be greater than zero"),
+            Self::ZeroBodyTimeout { setting } => write!(f, "the {setting} must be greater than zero"),
             Self::InvalidScheme { reason } => write!(f, "invalid scheme: {reason}"),
             Self::InvalidNetwork { value } => {
                 write!(f, "{value:?} is not an IP address or a CIDR network")

@@ -28,6 +28,7 @@ pub mod test_util;
 mod timestamp;
 mod verify;
 
+pub use body::{BodyBudget, DEFAULT_INFLIGHT_BODY_BYTES};
 pub use client_ip::{ClientIp, Networks, ProxyHeader};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use delivery::{MissingVerification, VerifiedWebhook};
@@ -37,8 +38,8 @@ pub use rejection::{Rejection, RejectionKind, TimestampContext};
 pub use scheme::{CustomScheme, CustomSchemeBuilder, Provider, Scheme, SignatureEncoding, SignedPiece};
 pub use secret::Secret;
 pub use verify::{
-    ResponseFuture, Verifier, VerifierBuilder, VerifyWebhook, VerifyWebhookLayer, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_TOLERANCE,
+    ResponseFuture, Verifier, VerifierBuilder, VerifyWebhook, VerifyWebhookLayer, DEFAULT_BODY_DEADLINE,
+    DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE,
 };
 
 /// The README's code blocks, compiled as doc tests so it stays true.

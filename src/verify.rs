@@ -2,9 +2,10 @@
 //!
 //! A [`Verifier`] holds one route's configuration: its [`Scheme`], the
 //! accepted secrets (keyed once, when it is built), the timestamp
-//! tolerance, the body limit and the clock. [`Verifier::layer`] turns it
-//! into a [`VerifyWebhookLayer`] for axum or any tower stack;
-//! [`Verifier::verify`] checks a request you have already buffered.
+//! tolerance, the body limit, the body timers and budget, and the clock.
+//! [`Verifier::layer`] turns it into a [`VerifyWebhookLayer`] for axum or
+//! any tower stack; [`Verifier::verify`] checks a request you have already
+//! buffered.
 //!
 //! The layer handles a request in this order, and stops at the first
 //! failure:
@@ -16,12 +17,32 @@
 //!    (413);
 //! 4. the scheme's headers are parsed strictly and the signed timestamp, if
 //!    any, is checked against the clock (401), still before the body is read;
-//! 5. the body is read once, under the limit, stopping as soon as it is
-//!    crossed (413);
-//! 6. every candidate signature is compared in constant time with the MAC
+//! 5. the body's bytes are reserved in the process-wide [`BodyBudget`]
+//!    (the whole `Content-Length`, at most the limit, when the header is
+//!    there): if that would cross the budget, 503 `server_busy` with
+//!    `Retry-After: 1`, and the body is not read;
+//! 6. the body is read once, under the limit, stopping as soon as it is
+//!    crossed (413); a body without `Content-Length` is reserved in the
+//!    budget as its bytes arrive (503 as in step 5). A wait for the first
+//!    chunk or between two chunks longer than the idle timeout (default
+//!    10 s), or a whole body slower than the body deadline (default 30 s,
+//!    counted from the start of step 5), is answered 408
+//!    `body_read_timeout` and the connection is closed;
+//! 7. every candidate signature is compared in constant time with the MAC
 //!    of the signed content under every configured secret (401);
-//! 7. the handler runs with the same bytes as its body and a
-//!    [`VerifiedWebhook`] in the request extensions.
+//! 8. the handler runs with the same bytes as its body and a
+//!    [`VerifiedWebhook`] in the request extensions. The body's budget
+//!    reservation is held until the layer's response future finishes, and
+//!    given back when it finishes or is dropped, whatever the outcome.
+//!
+//! Steps 5 and 6 bound what slow or stalled clients cost: each is dropped
+//! after the idle timeout or the deadline, and together they never hold
+//! more body bytes than the budget
+//! ([`DEFAULT_INFLIGHT_BODY_BYTES`](crate::DEFAULT_INFLIGHT_BODY_BYTES), 64 MiB,
+//! unless [`VerifierBuilder::body_budget`] says otherwise), however many
+//! connections they open. The timers need a tokio runtime with its time
+//! driver (`#[tokio::main]` has one); outside a runtime the body is read
+//! without them.
 //!
 //! ```
 //! use axum::{routing::post, Router};
@@ -50,6 +71,7 @@ use hmac::Mac as _;
 use http::{header, HeaderMap, Method};
 use subtle::ConstantTimeEq as _;
 
+use crate::body::Timeouts;
 use crate::clock::{Clock, SystemClock};
 use crate::dedupe::{Dedupe, DedupeKey, Retention};
 use crate::delivery::VerifiedWebhook;
@@ -57,7 +79,9 @@ use crate::handshake::Handshake;
 use crate::schema::Schemas;
 use crate::scheme::{Parsed, Piece};
 use crate::secret::KeyedMac;
-use crate::{ClientIp, ConfigError, Networks, Provider, Rejection, RejectionKind, Scheme, Secret};
+use crate::{
+    BodyBudget, ClientIp, ConfigError, Networks, Provider, Rejection, RejectionKind, Scheme, Secret,
+};
 
 mod future;
 mod layer;
@@ -71,6 +95,11 @@ pub use service::VerifyWebhook;
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 /// Default body limit: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default longest gap between two chunks of a body: 10 s.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time allowed for a whole body, from when the layer starts
+/// reading it: 30 s.
+pub const DEFAULT_BODY_DEADLINE: Duration = Duration::from_secs(30);
 
 type RejectionHandler = Arc<dyn Fn(&Rejection) -> Response + Send + Sync>;
 
@@ -85,6 +114,8 @@ struct Inner {
     keys: Vec<KeyedMac>,
     tolerance: Duration,
     max_body: usize,
+    body_timeouts: Timeouts,
+    budget: BodyBudget,
     clock: Arc<dyn Clock>,
     on_rejection: Option<RejectionHandler>,
     dedupe: Option<(Dedupe, Retention)>,
@@ -100,6 +131,9 @@ pub struct VerifierBuilder {
     secrets: Vec<Secret>,
     tolerance: Duration,
     max_body: NonZeroUsize,
+    body_idle: Duration,
+    body_deadline: Duration,
+    budget: Option<BodyBudget>,
     clock: Arc<dyn Clock>,
     on_rejection: Option<RejectionHandler>,
     dedupe: Option<Dedupe>,
@@ -110,13 +144,18 @@ pub struct VerifierBuilder {
 
 impl Verifier {
     /// Starts configuring a verifier for `scheme`. Defaults: a tolerance of
-    /// 300 s, a body limit of 1 MiB, the system clock.
+    /// 300 s, a body limit of 1 MiB, a body idle timeout of 10 s and a body
+    /// deadline of 30 s, the process-wide [`BodyBudget::global`], the system
+    /// clock.
     pub fn builder(scheme: Scheme) -> VerifierBuilder {
         VerifierBuilder {
             scheme,
             secrets: Vec::new(),
             tolerance: DEFAULT_TOLERANCE,
             max_body: NonZeroUsize::new(DEFAULT_MAX_BODY_BYTES).unwrap_or(NonZeroUsize::MIN),
+            body_idle: DEFAULT_BODY_IDLE_TIMEOUT,
+            body_deadline: DEFAULT_BODY_DEADLINE,
+            budget: None,
             clock: Arc::new(SystemClock),
             on_rejection: None,
             dedupe: None,
@@ -139,6 +178,27 @@ impl Verifier {
     /// The body limit, in bytes.
     pub fn max_body_bytes(&self) -> usize {
         self.inner.max_body
+    }
+
+    /// The longest gap allowed between two chunks of a body.
+    pub fn body_idle_timeout(&self) -> Duration {
+        self.inner.body_timeouts.idle
+    }
+
+    /// The time allowed for a whole body, from when the layer starts
+    /// reading it.
+    pub fn body_deadline(&self) -> Duration {
+        self.inner.body_timeouts.total
+    }
+
+    /// The budget of buffered body bytes this verifier reserves from.
+    pub fn body_budget(&self) -> &BodyBudget {
+        &self.inner.budget
+    }
+
+    /// The two body timers, for the layer's reader.
+    pub(crate) fn body_timeouts(&self) -> Timeouts {
+        self.inner.body_timeouts
     }
 
     /// How many secrets are accepted.
@@ -195,7 +255,7 @@ impl Verifier {
         Ok(parsed)
     }
 
-    /// Step 6: the MAC under each key, compared with each candidate in
+    /// Step 7: the MAC under each key, compared with each candidate in
     /// constant time. Returns the verified delivery.
     pub(crate) fn authenticate(
         &self,
@@ -385,6 +445,9 @@ impl fmt::Debug for Verifier {
             .field("secrets", &self.inner.keys)
             .field("tolerance", &self.inner.tolerance)
             .field("max_body_bytes", &self.inner.max_body)
+            .field("body_idle_timeout", &self.inner.body_timeouts.idle)
+            .field("body_deadline", &self.inner.body_timeouts.total)
+            .field("body_budget", &self.inner.budget)
             .field("dedupe", &self.inner.dedupe)
             .finish_non_exhaustive()
     }
@@ -418,6 +481,38 @@ impl VerifierBuilder {
     /// The largest body accepted, in bytes. Default: 1 MiB.
     pub fn max_body_bytes(mut self, limit: NonZeroUsize) -> Self {
         self.max_body = limit;
+        self
+    }
+
+    /// The longest gap allowed between two chunks of a body (and before
+    /// the first one): past it the request is answered 408
+    /// `body_read_timeout` and the connection closed. Default: 10 s. Must
+    /// not be zero.
+    ///
+    /// A client trickling a byte now and then never trips it: see
+    /// [`body_deadline`](Self::body_deadline).
+    pub fn body_idle_timeout(mut self, idle: Duration) -> Self {
+        self.body_idle = idle;
+        self
+    }
+
+    /// The time allowed for a whole body, counted from when the layer
+    /// starts reading it (after the head checks): past it the request is
+    /// answered 408 `body_read_timeout` and the connection closed.
+    /// Default: 30 s. Must not be zero. An idle timeout longer than the
+    /// deadline never fires.
+    pub fn body_deadline(mut self, deadline: Duration) -> Self {
+        self.body_deadline = deadline;
+        self
+    }
+
+    /// The budget of body bytes buffered at once that this route reserves
+    /// from; share one [`BodyBudget`] (clones share it) between the routes
+    /// it should cover. Default: [`BodyBudget::global`], 64 MiB for the
+    /// whole process. A request whose body would cross it is answered 503
+    /// `server_busy` with `Retry-After: 1`, without reading the body.
+    pub fn body_budget(mut self, budget: BodyBudget) -> Self {
+        self.budget = Some(budget);
         self
     }
 
@@ -476,12 +571,24 @@ impl VerifierBuilder {
     ///
     /// A [`ConfigError`] if no secret is given, a secret is empty, only
     /// whitespace or has whitespace around it, a Standard Webhooks secret is
-    /// not valid base64, or the tolerance is under one second; a
+    /// not valid base64, or the tolerance is under one second;
+    /// [`ConfigError::ZeroBodyTimeout`] if the body idle timeout or the body
+    /// deadline is zero; a
     /// [`ConfigError::InvalidDedupe`] if the dedupe replay window is
     /// shorter than the tolerance.
     pub fn build(self) -> Result<Verifier, ConfigError> {
         if self.tolerance.as_secs() == 0 {
             return Err(ConfigError::ZeroTolerance);
+        }
+        if self.body_idle.is_zero() {
+            return Err(ConfigError::ZeroBodyTimeout {
+                setting: "body idle timeout",
+            });
+        }
+        if self.body_deadline.is_zero() {
+            return Err(ConfigError::ZeroBodyTimeout {
+                setting: "body deadline",
+            });
         }
         if self.secrets.is_empty() {
             return Err(ConfigError::NoSecrets);
@@ -521,6 +628,11 @@ impl VerifierBuilder {
                 keys,
                 tolerance: self.tolerance,
                 max_body: self.max_body.get(),
+                body_timeouts: Timeouts {
+                    idle: self.body_idle,
+                    total: self.body_deadline,
+                },
+                budget: self.budget.unwrap_or_else(BodyBudget::global),
                 clock: self.clock,
                 on_rejection: self.on_rejection,
                 dedupe,
@@ -539,6 +651,9 @@ impl fmt::Debug for VerifierBuilder {
             .field("secrets", &self.secrets)
             .field("tolerance", &self.tolerance)
             .field("max_body_bytes", &self.max_body)
+            .field("body_idle_timeout", &self.body_idle)
+            .field("body_deadline", &self.body_deadline)
+            .field("body_budget", &self.budget)
             .field("dedupe", &self.dedupe)
             .finish_non_exhaustive()
     }

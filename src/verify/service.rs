@@ -7,6 +7,7 @@ use http::Request;
 use tower::Service;
 
 use super::future::ResponseFuture;
+use crate::body::Reservation;
 use crate::{Rejection, Verifier};
 
 /// A service that lets through only requests the real sender signed; the
@@ -46,15 +47,21 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
         ResponseFuture::new(async move {
-            let req = match accept(&verifier, req).await {
+            // The body's bytes in the budget: held while the handler runs
+            // (it has the verified bytes), given back when this future
+            // finishes or is dropped.
+            let mut held = Reservation::new(verifier.body_budget());
+            let req = match accept(&verifier, req, &mut held).await {
                 Ok(Step::Continue(req)) => req,
                 Ok(Step::Answer(response)) => return Ok(response),
                 Err(rejection) => return Ok(verifier.reject(rejection)),
             };
-            match verifier.dedupe() {
+            let response = match verifier.dedupe() {
                 Some((dedupe, times)) => crate::dedupe::run(&verifier, dedupe, *times, req, inner).await,
                 None => inner.call(req).await,
-            }
+            };
+            drop(held);
+            response
         })
     }
 }
@@ -70,7 +77,11 @@ enum Step {
 /// Runs the checks; on success the request carries the verified bytes as
 /// its body and the [`VerifiedWebhook`](crate::VerifiedWebhook) in its
 /// extensions.
-async fn accept<B>(verifier: &Verifier, req: Request<B>) -> Result<Step, Rejection>
+async fn accept<B>(
+    verifier: &Verifier,
+    req: Request<B>,
+    held: &mut Reservation<'_>,
+) -> Result<Step, Rejection>
 where
     B: http_body::Body<Data = Bytes>,
 {
@@ -82,9 +93,15 @@ where
     let hint = verifier.check_head(&parts.method, &parts.headers)?;
     let verified = {
         let parsed = verifier.check_headers(&parts.headers)?;
-        let bytes = crate::body::read(body, verifier.max_body_bytes(), hint)
-            .await
-            .map_err(|r| verifier.tag(r))?;
+        let bytes = crate::body::read(
+            body,
+            verifier.max_body_bytes(),
+            hint,
+            Some(verifier.body_timeouts()),
+            held,
+        )
+        .await
+        .map_err(|r| verifier.tag(r))?;
         verifier.authenticate(&parsed, &parts.headers, bytes)?
     };
     if let Some(answer) = verifier.url_verification(&verified) {
