@@ -495,6 +495,7 @@ fn provider_from(name: &str, custom: bool) -> Provider {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 
