@@ -42,6 +42,10 @@ const MAX_PREALLOC: usize = 64 * 1024;
 /// Default process-wide budget of body bytes buffered at once: 64 MiB.
 pub const DEFAULT_INFLIGHT_BODY_BYTES: usize = 64 * 1024 * 1024;
 
+/// Bodies up to this size may use the whole [`BodyBudget`]; larger ones
+/// only seven eighths of it.
+pub(crate) const SMALL_BODY: usize = 64 * 1024;
+
 /// The `Retry-After` of a `server_busy` rejection.
 pub(crate) const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -56,6 +60,12 @@ pub(crate) const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// is dropped, whatever the outcome. A request that would take the budget
 /// past its size is answered 503 `server_busy` with `Retry-After: 1` and
 /// its body is not buffered.
+///
+/// The last eighth of the budget is kept for ordinary bodies (64 KiB or
+/// less): a request whose body is larger may fill only seven eighths of
+/// it. A flood of stalled large bodies from many addresses (each holding
+/// its reservation until the idle timeout drops it) then still leaves
+/// room for the genuine sender's deliveries.
 ///
 /// Every [`Verifier`](crate::Verifier) not given a budget through
 /// [`VerifierBuilder::body_budget`](crate::VerifierBuilder::body_budget)
@@ -128,6 +138,25 @@ impl BodyBudget {
     /// Takes `n` bytes from the budget, or nothing if that would take it
     /// past its limit (or overflow).
     fn try_reserve(&self, n: usize) -> bool {
+        self.try_reserve_under(n, self.shared.limit)
+    }
+
+    /// The part of the budget a request of `total` bytes may fill: all of
+    /// it for ordinary bodies (up to [`SMALL_BODY`]), all but an eighth
+    /// for larger ones. A flood of large stalled bodies then leaves room
+    /// for ordinary deliveries until the timers drop it.
+    fn cap_for(&self, total: usize) -> usize {
+        let limit = self.shared.limit;
+        if total <= SMALL_BODY {
+            limit
+        } else {
+            limit - limit / 8
+        }
+    }
+
+    /// Takes `n` bytes unless the budget's use would pass `cap` (or
+    /// overflow).
+    fn try_reserve_under(&self, n: usize, cap: usize) -> bool {
         if n == 0 {
             return true;
         }
@@ -135,7 +164,7 @@ impl BodyBudget {
         let mut used = shared.used.load(Ordering::Relaxed);
         loop {
             let next = match used.checked_add(n) {
-                Some(next) if next <= shared.limit => next,
+                Some(next) if next <= cap => next,
                 _ => return false,
             };
             match shared
@@ -198,7 +227,7 @@ impl<'a> Reservation<'a> {
         let Some(more) = total.checked_sub(self.held).filter(|m| *m > 0) else {
             return true;
         };
-        if self.budget.try_reserve(more) {
+        if self.budget.try_reserve_under(more, self.budget.cap_for(total)) {
             self.held = total;
             true
         } else {
@@ -519,6 +548,31 @@ mod tests {
         idle: Duration::from_millis(50),
         total: Duration::from_secs(30),
     };
+
+    #[test]
+    fn large_bodies_leave_the_last_eighth_to_small_ones() {
+        let budget = BodyBudget::new(800 * 1024);
+        let mut large = Vec::new();
+        // 100 KiB bodies fill 700 KiB (7/8) and no more.
+        for _ in 0..7 {
+            let mut r = Reservation::new(&budget);
+            assert!(r.grow_to(100 * 1024));
+            large.push(r);
+        }
+        let mut r = Reservation::new(&budget);
+        assert!(
+            !r.grow_to(100 * 1024),
+            "a large body may not take the last eighth"
+        );
+        // A small one still fits, up to the whole budget.
+        let mut small = Reservation::new(&budget);
+        assert!(small.grow_to(SMALL_BODY));
+        // A chunked body that grows past SMALL_BODY is then held to 7/8.
+        let mut growing = Reservation::new(&budget);
+        assert!(growing.grow_to(1024));
+        assert!(!growing.grow_to(SMALL_BODY + 1));
+        assert_eq!(budget.in_use(), 700 * 1024 + SMALL_BODY + 1024);
+    }
 
     #[test]
     fn joins_chunks() {
