@@ -137,6 +137,7 @@ impl BodyBudget {
 
     /// Takes `n` bytes from the budget, or nothing if that would take it
     /// past its limit (or overflow).
+    #[cfg(test)]
     fn try_reserve(&self, n: usize) -> bool {
         self.try_reserve_under(n, self.shared.limit)
     }

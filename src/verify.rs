@@ -222,6 +222,24 @@ impl Verifier {
         DedupeKey::from_body(namespace, hook.body())
     }
 
+    /// The retention of one delivery's key. For a scheme that signs a
+    /// timestamp, a replay is refused by the timestamp check alone once
+    /// the clock passes the signed time plus the tolerance, so the key must
+    /// be remembered only until then (plus a second): past that it may be
+    /// evicted to make room. Body-hash and id schemes without a signed time
+    /// keep the route's full replay window.
+    pub(crate) fn retention_for(&self, hook: &VerifiedWebhook, times: Retention) -> Retention {
+        let Some(ts) = hook.timestamp_unix() else {
+            return times;
+        };
+        let now = self.inner.clock.now_unix();
+        let tolerance = i64::try_from(self.inner.tolerance.as_secs()).unwrap_or(i64::MAX);
+        let until = ts.saturating_add(tolerance).saturating_add(1);
+        let left = u64::try_from(until.saturating_sub(now)).unwrap_or(0);
+        let window = Duration::from_secs(left).min(times.replay_window());
+        Retention::new(times.lease(), window, times.idempotency())
+    }
+
     /// A tower layer that verifies every request before the inner service
     /// sees it.
     pub fn layer(&self) -> VerifyWebhookLayer {

@@ -42,6 +42,7 @@ where
         )));
     };
     let key = verifier.dedupe_key(dedupe.namespace(), &hook);
+    let times = verifier.retention_for(&hook, times);
     let token = LeaseToken::random();
     let store = dedupe.store();
     match store.claim(&key, token, times).await {
