@@ -108,18 +108,18 @@ COMMON = [
     ("huge-value", b"x-big: " + b"A" * 20000 + b"\n"),
 ]
 
-for provider in ["stripe", "github", "standard", "slack", "shopify"]:
-    target = "parse_" + provider
-    for i, v in enumerate(vectors(provider)):
-        write(target, f"vector-{i:02}-{v['name']}", block(v["headers"].items()))
+# parse_headers: the first byte picks the scheme (its index in SCHEMES,
+# modulo their number, as fuzz/src/lib.rs reads it), the rest is the block.
+SCHEMES = ["stripe", "github", "standard", "slack", "shopify", "custom"]
+for index, provider in enumerate(SCHEMES):
+    tag = bytes([index])
+    if provider != "custom":
+        for i, v in enumerate(vectors(provider)):
+            write("parse_headers", f"{provider}-vector-{i:02}-{v['name']}", tag + block(v["headers"].items()))
     for i, pairs in enumerate(HOSTILE[provider]):
-        write(target, f"hostile-{i:02}", block(pairs))
+        write("parse_headers", f"{provider}-hostile-{i:02}", tag + block(pairs))
     for name, data in COMMON:
-        write(target, name, data)
-for i, pairs in enumerate(HOSTILE["custom"]):
-    write("parse_custom", f"seed-{i:02}", block(pairs))
-for name, data in COMMON:
-    write("parse_custom", name, data)
+        write("parse_headers", f"{provider}-{name}", tag + data)
 
 # timestamp: now (i64 LE), tolerance (u64 LE), other (i64 LE), raw.
 def ts(now, tol, other, raw):

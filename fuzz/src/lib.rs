@@ -38,6 +38,19 @@ pub mod schemes {
         };
     }
 
+    /// The scheme a fuzz input's first byte picks: stripe, github,
+    /// standard, slack, shopify, custom (modulo six).
+    pub fn pick(byte: u8) -> &'static Scheme {
+        match byte % 6 {
+            0 => stripe(),
+            1 => github(),
+            2 => standard_webhooks(),
+            3 => slack(),
+            4 => shopify(),
+            _ => custom(),
+        }
+    }
+
     scheme!(stripe, Scheme::stripe());
     scheme!(github, Scheme::github());
     scheme!(standard_webhooks, Scheme::standard_webhooks());
