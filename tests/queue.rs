@@ -332,4 +332,49 @@ mod sqlite {
         assert_eq!(runs_of(&runs, "msg_dead")[..4], [1, 2, 3, 1]);
         assert!(handle.shutdown(Duration::from_secs(10)).await);
     }
+
+    /// When the storage cannot be written, the delivery is answered 503
+    /// `queue_unavailable` with `Retry-After`, nothing is stored, and its
+    /// claim is released: the sender's retry is not a duplicate nor 409.
+    #[tokio::test]
+    async fn an_unwritable_queue_is_503_queue_unavailable_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = SqliteState::builder(dir.path().join("state.db"))
+            .max_file_size(128 * 1024)
+            .open()
+            .unwrap();
+        let runs: Runs = Arc::default();
+        let (queue, handle) = spawn(Some(Arc::new(state.queue())), runs.clone(), Arc::default()).await;
+        let router = app(&verifier(Some(Arc::new(state.dedupe_store()))), queue.clone());
+        let big = |id: &str| {
+            let body = json!({"type": "ok.event", "timestamp": "t", "data": {"pad": "x".repeat(400 * 1024)}});
+            TestSigner::new(&Scheme::standard_webhooks(), standard_secret())
+                .unwrap()
+                .id(id)
+                .request("/webhooks/standard", body.to_string())
+        };
+        for attempt in 0..2 {
+            let response: Response = router.clone().oneshot(big("msg_big")).await.unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "attempt {attempt}"
+            );
+            assert!(response.headers().contains_key(http::header::RETRY_AFTER));
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let doc: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(
+                doc["reason"],
+                json!("queue_unavailable"),
+                "attempt {attempt}: {doc}"
+            );
+        }
+        assert_eq!(queue.stored().await.unwrap(), 0);
+        // A small delivery still fits and runs.
+        let (status, _) = send(&router, request("msg_small", "ok.event")).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        wait_for("msg_small to run", || runs_of(&runs, "msg_small") == [1]).await;
+        assert!(runs_of(&runs, "msg_big").is_empty());
+        assert!(handle.shutdown(Duration::from_secs(10)).await);
+    }
 }
