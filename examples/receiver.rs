@@ -193,7 +193,7 @@ fn config() -> Result<Config, EnvError> {
             .tolerance(Duration::from_secs(tolerance))
             .max_body_bytes(max_body)
             .body_deadline(body_timeout)
-            .body_idle_timeout(body_timeout.min(Duration::from_secs(10)))
+            .body_idle_timeout(body_timeout)
             .body_budget(budget.clone())
             .schemas(schemas(route.name).map_err(|e| EnvError::new(route.env, e))?)
             .dedupe(

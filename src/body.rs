@@ -36,9 +36,6 @@ use tokio::time::{Instant, Sleep};
 
 use crate::{Rejection, RejectionKind};
 
-/// Largest buffer reserved up front from a `Content-Length` hint.
-const MAX_PREALLOC: usize = 64 * 1024;
-
 /// Default process-wide budget of body bytes buffered at once: 64 MiB.
 pub const DEFAULT_INFLIGHT_BODY_BYTES: usize = 64 * 1024 * 1024;
 
@@ -420,7 +417,10 @@ where
         match (&mut first, &mut buf) {
             (None, None) => first = Some(data),
             (Some(_), None) => {
-                let cap = expected.max(len).min(MAX_PREALLOC.max(len));
+                // The declared length is already reserved in the budget, so
+                // allocating it at once is covered, and saves the doubling
+                // growth that would hold up to twice the body.
+                let cap = expected.max(len);
                 let mut b = BytesMut::with_capacity(cap);
                 if let Some(f) = first.take() {
                     b.extend_from_slice(&f);
