@@ -1,36 +1,59 @@
 #!/usr/bin/env bash
-# HTTP load benchmark: what webhook-guard costs in front of an axum handler.
+# HTTP load benchmark: what webhook-guard costs in front of an axum handler,
+# and what the durable queue costs against the in-memory one.
 #
-# Three servers (benches/peers, `webhook-guard-peers serve <mode>`), all on
-# the same runtime and handler:
-#   bare   plain axum route, the handler takes the body as bytes
-#   stack  rate limit + GitHub signature verification + in-memory dedupe
-#   full   stack + JSON Schema validation + typed dispatch (serde struct)
+# Servers (benches/peers, `webhook-guard-peers serve <mode>`), all on the
+# same runtime and handler:
+#   bare          plain axum route, the handler takes the body as bytes
+#   stack         rate limit + GitHub signature verification + in-memory dedupe
+#   full          stack + JSON Schema validation + typed dispatch (serde struct)
+#   queue-mem     stack, but answered 202 once queued in an in-memory AckQueue;
+#                 4 workers run the handler
+#   queue-sqlite  queue-mem with the dedupe keys and the queue in one SQLite
+#                 file (committed with fsync before the 202), kept in a fresh
+#                 directory under TMPDIR (default /tmp): put TMPDIR on the
+#                 disk you mean to measure
 # each pinned to one CPU and driven by wrk pinned to another, over loopback,
-# with a pool of distinct pre-signed deliveries (1 KiB bodies). The modes run
-# in alternation (bare, stack, full, bare, ...) for LOAD_ROUNDS rounds; the
-# table shows per mode the median requests/s and p99 latency, the server's
-# memory, and the ratios to bare.
+# with a pool of distinct pre-signed deliveries (1 KiB bodies). LOAD_MODES
+# picks the modes (default "bare stack full"); they run in alternation
+# (bare, stack, full, bare, ...) for LOAD_ROUNDS rounds; the table shows per
+# mode the median requests/s and p99 latency, the server's memory, and the
+# ratios to the first mode listed (the baseline).
 #
-#   bash scripts/load.sh                 # 3 rounds of 10 s per mode
+#   bash scripts/load.sh                 # bare, stack, full: 3 rounds of 10 s per mode
 #   LOAD_SMOKE=1 bash scripts/load.sh    # CI: 1 round of 2 s per mode
+#   LOAD_MODES="queue-mem queue-sqlite" bash scripts/load.sh
+#                                        # durable queue against in-memory queue
 #
-# Knobs: LOAD_ROUNDS (3), LOAD_SECONDS (10), LOAD_CONNECTIONS (32),
-# LOAD_SMOKE=1 (1 round of 2 s), LOAD_POOL (deliveries in the pool; default:
-# sized for this machine, at least 50000).
+# Knobs: LOAD_MODES ("bare stack full"), LOAD_ROUNDS (3), LOAD_SECONDS (10),
+# LOAD_CONNECTIONS (32), LOAD_SMOKE=1 (1 round of 2 s), LOAD_POOL
+# (deliveries in the pool; default: sized for this machine, at least
+# 50000), LOAD_DRAIN (60: seconds a queue mode may take to run what it
+# queued).
 #
 # The script fails (exit 1) if wrk is missing and cannot be installed, if
-# any response is not 2xx or any socket error occurs, or if the dedupe
-# modes saw duplicates: their numbers would then measure the cheaper
-# duplicate path instead of fresh deliveries (raise LOAD_POOL).
+# any response is not 2xx (a queue mode's 202 is 2xx) or any socket error
+# occurs, or if the dedupe modes saw duplicates: their numbers would then
+# measure the cheaper duplicate path instead of fresh deliveries (raise
+# LOAD_POOL).
+#
+# Queue modes: the req/s is the rate at which deliveries are accepted (202);
+# the workers run them meanwhile. After the warm-up and after each measured
+# run the script waits (at most LOAD_DRAIN seconds) until the queue is empty,
+# so the warm-up's backlog does not run during the measured run, and checks
+# that the workers ran every accepted delivery; the round's line shows how
+# long the measured run's backlog took to drain, and the rate the workers
+# ran deliveries at from the start of the measured run until the queue was
+# empty (below req/s when the queue grew). It fails if the queue does not
+# drain in time.
 #
 # Dedupe retention: the servers remember a delivery for 1 s (the least the
 # crate allows). wrk replays the pool in order, so the same delivery comes
 # round again only after a whole pool of requests; as long as the server
 # serves fewer requests a second than the pool holds, its key has expired by
 # then and every delivery is fresh. Unless LOAD_POOL is set, a short
-# calibration run of the stack mode (the fastest mode that deduplicates)
-# sizes the pool to 1.5 times what it serves in the retention, at least
+# calibration run of the first mode in LOAD_MODES that deduplicates (stack
+# by default: the fastest of bare, stack, full that does) sizes the pool to 1.5 times what it serves in the retention, at least
 # 50000 deliveries (about 1.3 KB each). The pause after each warm-up
 # (longer than the retention) lets the warm-up's keys expire before the
 # measured run, which starts at the top of the pool again.
@@ -42,24 +65,55 @@ seconds=${LOAD_SECONDS:-10}
 connections=${LOAD_CONNECTIONS:-32}
 pool_size=${LOAD_POOL:-50000}
 warmup=2
+drain_limit=${LOAD_DRAIN:-60}
 if [ "${LOAD_SMOKE:-0}" = 1 ]; then
   rounds=1
   seconds=2
   warmup=1
 fi
 retention_ms=1000 # the servers' dedupe retention; read back from each server
-modes=(bare stack full)
+read -ra modes <<<"${LOAD_MODES:-bare stack full}"
 
 die() {
   echo "load: error: $*" >&2
   exit 1
 }
 
-for knob in LOAD_ROUNDS:rounds LOAD_SECONDS:seconds LOAD_CONNECTIONS:connections LOAD_POOL:pool_size; do
+for knob in LOAD_ROUNDS:rounds LOAD_SECONDS:seconds LOAD_CONNECTIONS:connections LOAD_POOL:pool_size LOAD_DRAIN:drain_limit; do
   name=${knob#*:}
   value=${!name}
   [[ $value =~ ^[1-9][0-9]*$ ]] || die "${knob%:*} must be a whole number greater than 0, not '$value'"
 done
+
+[ "${#modes[@]}" -ge 1 ] || die "LOAD_MODES names no mode"
+declare -A seen
+for mode in "${modes[@]}"; do
+  case $mode in
+    bare | stack | full | queue-mem | queue-sqlite) ;;
+    *) die "LOAD_MODES: unknown mode '$mode' (bare, stack, full, queue-mem, queue-sqlite)" ;;
+  esac
+  [ -z "${seen[$mode]:-}" ] || die "LOAD_MODES names '$mode' twice"
+  seen[$mode]=1
+done
+base=${modes[0]} # the ratios' baseline
+# The first mode that deduplicates sizes the pool (none: no calibration).
+calibrate_mode=
+for mode in "${modes[@]}"; do
+  if [ "$mode" != bare ]; then
+    calibrate_mode=$mode
+    break
+  fi
+done
+# Width of the mode column: the longest name, at least 5 (per round) and 6
+# (table) as with the default modes.
+width=5
+for mode in "${modes[@]}"; do
+  [ "${#mode}" -le "$width" ] || width=${#mode}
+done
+
+is_queue() {
+  [[ $1 == queue-* ]]
+}
 
 # --- tools -------------------------------------------------------------------
 
@@ -146,6 +200,34 @@ counter() {
   sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" <<<"$1"
 }
 
+# drain <port> <mode> <what ran> <wrk runs so far>: waits until the queue
+# of the server on <port> is empty (at most drain_limit seconds) and checks
+# that the workers ran every fresh delivery; sets drained_s to how long it
+# took and drained_doc to the stats then. A request wrk cuts off when its run ends may have claimed its key
+# and never been queued, so up to one per connection per run may be
+# missing.
+drain() {
+  local start now doc queued handled acquired
+  start=$(date +%s.%N)
+  while :; do
+    doc=$(stats "$1")
+    queued=$(counter "$doc" queued)
+    now=$(date +%s.%N)
+    [ "$queued" = 0 ] && break
+    if awk -v s="$start" -v n="$now" -v l="$drain_limit" 'BEGIN { exit !(n - s >= l) }'; then
+      die "$3: the $2 queue still held ${queued:-an unknown number of} deliveries after ${drain_limit} s (LOAD_DRAIN); stats $doc"
+    fi
+    sleep 0.1
+  done
+  drained_s=$(awk -v s="$start" -v n="$now" 'BEGIN { printf "%.1f", n - s }')
+  drained_doc=$doc
+  handled=$(counter "$doc" handled)
+  acquired=$(counter "$doc" acquired)
+  [[ $handled =~ ^[0-9]+$ ]] && [[ $acquired =~ ^[0-9]+$ ]] &&
+    [ "$handled" -le "$acquired" ] && [ $((acquired - handled)) -le $((connections * $4)) ] ||
+    die "$3: the $2 workers ran $handled deliveries but $acquired were claimed as fresh; stats $doc"
+}
+
 # run_wrk <port> <seconds> <output file>
 run_wrk() {
   taskset -c "$client_cpu" wrk -t1 -c"$connections" -d"$2"s --latency \
@@ -199,11 +281,14 @@ stop_server() {
 
 # measure <mode> <round>
 measure() {
-  local mode=$1 round=$2 before after out rps p99 rss hwm acquired claims fresh
+  local mode=$1 round=$2 before after out rps p99 rss hwm acquired claims fresh drained=
   start_server "$mode"
 
   run_wrk "$port" "$warmup" "$work/warmup.txt"
   check_wrk "$work/warmup.txt" "$mode warm-up"
+  if is_queue "$mode"; then
+    drain "$port" "$mode" "$mode warm-up" 1
+  fi
   # Let the warm-up's dedupe keys expire: the retention plus a second.
   sleep $(((retention_ms + 999) / 1000 + 1))
 
@@ -212,6 +297,14 @@ measure() {
   run_wrk "$port" "$seconds" "$out"
   after=$(stats "$port")
   check_wrk "$out" "$mode"
+  if is_queue "$mode"; then
+    drain "$port" "$mode" "$mode round $round" 2
+    # What the workers ran from the start of the measured run until the
+    # queue was empty, per second of that time: the rate the queue keeps
+    # up with, where req/s is the rate it accepts.
+    drained=$(awk -v h1="$(counter "$drained_doc" handled)" -v h0="$(counter "$before" handled)" \
+      -v t="$seconds" -v d="$drained_s" 'BEGIN { printf "  drained in %s s, ran %.0f/s", d, (h1 - h0) / (t + d) }')
+  fi
 
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
@@ -231,9 +324,9 @@ measure() {
   fi
 
   stop_server
-  printf 'load: round %d %-5s %10.0f req/s  p99 %8.3f ms  VmRSS %6.1f MiB  VmHWM %6.1f MiB  fresh %s\n' \
-    "$round" "$mode" "$rps" "$p99" "$(awk -v k="$rss" 'BEGIN {print k / 1024}')" \
-    "$(awk -v k="$hwm" 'BEGIN {print k / 1024}')" "$fresh" >&2
+  printf 'load: round %d %-*s %10.0f req/s  p99 %8.3f ms  VmRSS %6.1f MiB  VmHWM %6.1f MiB  fresh %s%s\n' \
+    "$round" "$width" "$mode" "$rps" "$p99" "$(awk -v k="$rss" 'BEGIN {print k / 1024}')" \
+    "$(awk -v k="$hwm" 'BEGIN {print k / 1024}')" "$fresh" "$drained" >&2
   echo "$mode $rps $p99 $rss $hwm $acquired $claims" >>"$results"
 }
 
@@ -247,21 +340,23 @@ generate() {
 }
 
 generate "$pool_size"
-if [ -z "${LOAD_POOL:-}" ]; then
-  # Size the pool for this machine: the stack mode is the fastest one that
-  # deduplicates, and its rate over a short run (duplicates, which are
-  # cheaper, included) bounds its fresh rate from above, as long as the
-  # machine is as busy as now. The pool must last longer than the
-  # retention at that rate: 50 % more for noise, rounded up to 10 000. The
-  # check at the end still fails the run if any duplicate got through.
-  start_server stack
+if [ -z "${LOAD_POOL:-}" ] && [ -n "$calibrate_mode" ]; then
+  # Size the pool for this machine on the first mode that deduplicates
+  # (with the default modes, stack: the fastest one that deduplicates);
+  # its rate over a short run (duplicates, which are cheaper, included)
+  # bounds its fresh rate from above, as long as the machine is as busy as
+  # now. The pool must last longer than the retention at that rate: 50 %
+  # more for noise, rounded up to 10 000. The check at the end still fails
+  # the run if any duplicate got through (a faster mode listed after it
+  # may need LOAD_POOL).
+  start_server "$calibrate_mode"
   run_wrk "$port" 2 "$work/calibrate.txt"
-  check_wrk "$work/calibrate.txt" "stack calibration"
+  check_wrk "$work/calibrate.txt" "$calibrate_mode calibration"
   stop_server
   rate=$(awk '/^Requests\/sec:/ {print $2}' "$work/calibrate.txt")
   [[ $rate =~ ^[0-9.]+$ ]] || { cat "$work/calibrate.txt" >&2; die "calibration: cannot read wrk's output"; }
   need=$(awk -v r="$rate" -v ms="$retention_ms" 'BEGIN { n = r * ms / 1000 * 1.5; printf "%d", (int(n / 10000) + 1) * 10000 }')
-  echo "load: the stack mode serves about ${rate%.*} req/s here; the pool must outlast ${retention_ms} ms of that" >&2
+  echo "load: the $calibrate_mode mode serves about ${rate%.*} req/s here; the pool must outlast ${retention_ms} ms of that" >&2
   if [ "$need" -gt "$pool_size" ]; then
     generate "$need"
   fi
@@ -305,18 +400,23 @@ echo
 echo "HTTP load: $rounds round(s) x ${seconds} s per mode, $connections connections, 1 KiB bodies, pool of $pool_size deliveries"
 echo "(medians over the rounds; RSS: VmRSS at the end of a round, median; HWM: VmHWM, max)"
 echo
-printf '%-6s %11s %9s %9s %9s %10s %10s %10s %8s\n' \
-  mode "req/s" "x bare" "p99 ms" "x bare" "RSS MiB" "HWM MiB" "RSS-bare" fresh
+# Column widths: as with the default modes, wider for longer names.
+mw=$((width > 6 ? width : 6))
+xw=$((${#base} + 2 > 9 ? ${#base} + 2 : 9))
+dw=$((${#base} + 4 > 10 ? ${#base} + 4 : 10))
+printf "%-${mw}s %11s %${xw}s %9s %${xw}s %10s %10s %${dw}s %8s\n" \
+  mode "req/s" "x $base" "p99 ms" "x $base" "RSS MiB" "HWM MiB" "RSS-$base" fresh
 for mode in "${modes[@]}"; do
-  awk -v m="$mode" -v r="${rps[$mode]}" -v rb="${rps[bare]}" -v p="${p99[$mode]}" -v pb="${p99[bare]}" \
-    -v s="${rss[$mode]}" -v sb="${rss[bare]}" -v h="${hwm[$mode]}" -v f="${fresh[$mode]}" 'BEGIN {
-      printf "%-6s %11.0f %9.3f %9.3f %9.3f %10.1f %10.1f %+10.1f %8s\n",
+  awk -v m="$mode" -v r="${rps[$mode]}" -v rb="${rps[$base]}" -v p="${p99[$mode]}" -v pb="${p99[$base]}" \
+    -v s="${rss[$mode]}" -v sb="${rss[$base]}" -v h="${hwm[$mode]}" -v f="${fresh[$mode]}" \
+    -v mw="$mw" -v xw="$xw" -v dw="$dw" 'BEGIN {
+      printf "%-" mw "s %11.0f %" xw ".3f %9.3f %" xw ".3f %10.1f %10.1f %+" dw ".1f %8s\n",
         m, r, r / rb, p, p / pb, s / 1024, h / 1024, (s - sb) / 1024, f }'
 done
 echo
-echo "x bare: the mode's median over bare's (req/s: below 1 is slower; p99: above 1 is slower)."
+echo "x $base: the mode's median over $base's (req/s: below 1 is slower; p99: above 1 is slower)."
 echo "fresh: dedupe claims that were new deliveries (the handler ran), over all claims."
 
 if [ "$duplicates" != 0 ]; then
-  die "the dedupe modes saw duplicate deliveries: the pool came round within the $retention_ms ms dedupe retention; raise LOAD_POOL above what the stack mode serves in that time (with a margin)"
+  die "the dedupe modes saw duplicate deliveries: the pool came round within the $retention_ms ms dedupe retention; raise LOAD_POOL above what the fastest dedupe mode serves in that time (with a margin)"
 fi

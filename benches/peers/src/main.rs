@@ -2,8 +2,8 @@
 //! benchmark (`scripts/load.sh`).
 //!
 //! ```text
-//! webhook-guard-peers serve <bare|stack|full> <addr>   # e.g. 127.0.0.1:0
-//! webhook-guard-peers gen <n> <file>                  # n signed deliveries for wrk
+//! webhook-guard-peers serve <mode> <addr>   # bare|stack|full|queue-mem|queue-sqlite; addr e.g. 127.0.0.1:0
+//! webhook-guard-peers gen <n> <file>        # n signed deliveries for wrk
 //! ```
 //!
 //! Every mode runs on the same runtime: tokio's multi-thread runtime with
@@ -17,7 +17,7 @@ mod payload;
 mod serve;
 
 const USAGE: &str = "\
-usage: webhook-guard-peers serve <bare|stack|full> <addr>
+usage: webhook-guard-peers serve <bare|stack|full|queue-mem|queue-sqlite> <addr>
        webhook-guard-peers gen <n> <file>
 
 serve  runs one of the load benchmark's servers on <addr> (port 0: any free
@@ -25,6 +25,8 @@ serve  runs one of the load benchmark's servers on <addr> (port 0: any free
        bare:  plain axum route, the handler takes the body as bytes
        stack: rate limit + GitHub signature verification + in-memory dedupe
        full:  stack + JSON Schema validation + typed dispatch
+       queue-mem:    stack, the handler run by an in-memory AckQueue (202)
+       queue-sqlite: queue-mem with dedupe and queue in one SQLite file
 gen    writes <n> distinct signed GitHub deliveries (1 KiB bodies) to <file>,
        one a line, for scripts/load/pool.lua";
 

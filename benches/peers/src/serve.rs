@@ -1,33 +1,47 @@
-//! `serve <mode> <addr>`: the three servers the load script compares.
+//! `serve <mode> <addr>`: the servers the load script compares.
 //!
 //! | mode | what runs before the handler |
 //! |---|---|
 //! | `bare` | nothing: a plain axum `Router`, the handler takes the body as `Bytes` |
 //! | `stack` | the rate limiter (around the whole app), then the GitHub verify layer with in-memory dedupe; same handler |
 //! | `full` | `stack` plus JSON Schema validation, and typed dispatch through an `EventRouter` to a serde-struct handler |
+//! | `queue-mem` | `stack`, but the handler runs on the workers of an `AckQueue` kept in memory (`MemoryQueue`); the request is answered 202 once queued |
+//! | `queue-sqlite` | `queue-mem` with the dedupe keys and the queue in one `SqliteState` file (fsync before the 202, the claim settled in the enqueue's transaction) |
+//!
+//! The two queue modes have the same queue capacity ([`QUEUE_CAPACITY`])
+//! and workers ([`QUEUE_WORKERS`]). `queue-sqlite` keeps its file in a
+//! fresh directory under the system's temporary directory (`TMPDIR`),
+//! named after the process id and removed when the server stops.
 //!
 //! Every mode also serves `GET /stats` (outside the verify layer): how many
-//! deliveries the handler processed and how the dedupe store answered its
-//! claims, so the script can check that the load exercised fresh deliveries
-//! and not the cheaper duplicate path. The same line is printed to stderr
-//! when the server stops (SIGTERM or ctrl-c).
+//! deliveries the handler processed (in the queue modes: how many the
+//! workers ran), how the dedupe store answered its claims, so the script
+//! can check that the load exercised fresh deliveries and not the cheaper
+//! duplicate path, and how many deliveries are queued and not yet done
+//! (`queued`, always 0 outside the queue modes), so it can wait for the
+//! workers to drain the queue. The same line is printed to stderr when the
+//! server stops (SIGTERM or ctrl-c).
 
 use std::hint::black_box;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::handler::Handler as _;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, post_service};
 use axum::Router;
 use bytes::Bytes;
-use http::header;
+use http::{header, StatusCode};
 use webhook_guard::dedupe::{
     Claim, Dedupe, DedupeKey, DedupeStore, LeaseToken, MemoryStore, Retention, StoreFuture,
 };
 use webhook_guard::dispatch::{Event, EventRouter, HandlerError};
+use webhook_guard::queue::AckQueue;
 use webhook_guard::schema::Schemas;
+use webhook_guard::sqlite::SqliteState;
 use webhook_guard::{RateLimiter, Scheme, Verifier};
 
 use crate::payload::{self, IssuesEvent};
@@ -47,6 +61,17 @@ pub(crate) const RETENTION: Duration = Duration::from_secs(1);
 /// every request still goes through the limiter's check.
 const QUOTA_PER_SECOND: u32 = 10_000_000;
 
+/// How many deliveries the queue modes' storage holds: far more than a
+/// run sends, so no request is ever refused `queue_full`.
+pub(crate) const QUEUE_CAPACITY: usize = 1_000_000;
+
+/// How many workers run the handler in the queue modes (the crate's
+/// default).
+pub(crate) const QUEUE_WORKERS: usize = 4;
+
+/// How long the queue modes' workers get to finish at shutdown.
+const QUEUE_GRACE: Duration = Duration::from_secs(5);
+
 /// The answer of the `bare` and `stack` handlers, shaped like the
 /// `EventRouter`'s.
 const PROCESSED: &str = r#"{"status":"processed"}"#;
@@ -57,6 +82,8 @@ pub(crate) enum Mode {
     Bare,
     Stack,
     Full,
+    QueueMem,
+    QueueSqlite,
 }
 
 impl Mode {
@@ -66,6 +93,8 @@ impl Mode {
             Self::Bare => "bare",
             Self::Stack => "stack",
             Self::Full => "full",
+            Self::QueueMem => "queue-mem",
+            Self::QueueSqlite => "queue-sqlite",
         }
     }
 
@@ -74,6 +103,8 @@ impl Mode {
             "bare" => Some(Self::Bare),
             "stack" => Some(Self::Stack),
             "full" => Some(Self::Full),
+            "queue-mem" => Some(Self::QueueMem),
+            "queue-sqlite" => Some(Self::QueueSqlite),
             _ => None,
         }
     }
@@ -96,17 +127,32 @@ struct Stats {
 }
 
 impl Stats {
-    fn json(&self) -> String {
+    /// The counters, with `queued` deliveries not yet done.
+    fn json(&self, queued: usize) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            r#"{{"handled":{},"acquired":{},"duplicate":{},"in_progress":{},"store_error":{},"retention_ms":{}}}"#,
+            r#"{{"handled":{},"acquired":{},"duplicate":{},"in_progress":{},"store_error":{},"queued":{},"retention_ms":{}}}"#,
             get(&self.handled),
             get(&self.acquired),
             get(&self.duplicate),
             get(&self.in_progress),
             get(&self.store_error),
+            queued,
             RETENTION.as_millis(),
         )
+    }
+
+    /// [`json`](Self::json) with what `queue` holds (none: 0), or the
+    /// storage's error.
+    async fn read(&self, queue: Option<&AckQueue>) -> Result<String, String> {
+        let queued = match queue {
+            Some(queue) => queue
+                .stored()
+                .await
+                .map_err(|e| format!("the queue cannot tell its length: {e}"))?,
+            None => 0,
+        };
+        Ok(self.json(queued))
     }
 
     fn count(counter: &AtomicU64) {
@@ -114,14 +160,15 @@ impl Stats {
     }
 }
 
-/// A [`MemoryStore`] that counts how it answers claims. Completing and
-/// releasing are passed through untouched.
-struct CountingStore {
-    inner: MemoryStore,
+/// A dedupe store that counts how it answers claims. Completing,
+/// releasing and the transaction scope (which lets a SQLite queue settle
+/// the claim in its enqueue) are passed through untouched.
+struct CountingStore<S> {
+    inner: S,
     stats: Arc<Stats>,
 }
 
-impl DedupeStore for CountingStore {
+impl<S: DedupeStore> DedupeStore for CountingStore<S> {
     fn claim<'a>(
         &'a self,
         key: &'a DedupeKey,
@@ -153,6 +200,37 @@ impl DedupeStore for CountingStore {
     fn release<'a>(&'a self, key: &'a DedupeKey, token: LeaseToken) -> StoreFuture<'a, ()> {
         self.inner.release(key, token)
     }
+
+    fn transaction_scope(&self) -> Option<usize> {
+        self.inner.transaction_scope()
+    }
+}
+
+/// The `queue-sqlite` mode's directory, removed (with the file) on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh directory under the system's temporary directory, named
+    /// after this process.
+    fn create() -> Result<Self, String> {
+        let path = std::env::temp_dir().join(format!("webhook-guard-peers-{}", std::process::id()));
+        // A directory left by an earlier process with the same id.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        Ok(Self(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            eprintln!("serve: cannot remove {}: {e}", self.0.display());
+        }
+    }
 }
 
 /// Runs the `mode` server on `addr` until SIGTERM or ctrl-c. Prints
@@ -160,6 +238,12 @@ impl DedupeStore for CountingStore {
 /// connections (give port 0 and read the port from that line).
 pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
     let stats = Arc::new(Stats::default());
+    // Declared first so that it is dropped last, after the state's file
+    // is closed.
+    let state_dir = match mode {
+        Mode::QueueSqlite => Some(TempDir::create()?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -167,20 +251,71 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
+
+    // The queue modes' verifier, queue and its handle.
+    let mut queued = None;
+    if matches!(mode, Mode::QueueMem | Mode::QueueSqlite) {
+        let configuration = |e: webhook_guard::ConfigError| format!("configuration: {e}");
+        // `queue-sqlite` has a directory for its file; `queue-mem` none.
+        let (verifier, builder) = match &state_dir {
+            Some(dir) => {
+                let capacity = NonZeroUsize::new(QUEUE_CAPACITY).unwrap_or(NonZeroUsize::MIN);
+                let state = SqliteState::builder(dir.path().join("state.sqlite3"))
+                    .queue_capacity(capacity)
+                    .open()
+                    .map_err(configuration)?;
+                (
+                    verifier(mode, &stats, state.dedupe_store()).map_err(configuration)?,
+                    AckQueue::builder().storage(state.queue()),
+                )
+            }
+            None => (
+                verifier(mode, &stats, MemoryStore::new()).map_err(configuration)?,
+                AckQueue::builder().capacity(NonZeroUsize::new(QUEUE_CAPACITY).unwrap_or(NonZeroUsize::MIN)),
+            ),
+        };
+        let (queue, handle) = builder
+            .workers(NonZeroUsize::new(QUEUE_WORKERS).unwrap_or(NonZeroUsize::MIN))
+            .spawn(bytes_handler(&stats).with_state(()))
+            .map_err(configuration)?;
+        queued = Some((verifier, queue, handle));
+    }
+
     eprintln!(
-        "serve {}: {workers} runtime worker(s), dedupe retention {} ms",
+        "serve {}: {workers} runtime worker(s), dedupe retention {} ms{}",
         mode.name(),
-        RETENTION.as_millis()
+        RETENTION.as_millis(),
+        match (&queued, &state_dir) {
+            (Some(_), Some(dir)) => format!(
+                ", queue of {QUEUE_CAPACITY} in SQLite under {} with {QUEUE_WORKERS} workers",
+                dir.path().display()
+            ),
+            (Some(_), None) => format!(", queue of {QUEUE_CAPACITY} in memory with {QUEUE_WORKERS} workers"),
+            _ => String::new(),
+        }
     );
     println!("listening on http://{local}{}", payload::PATH);
 
     let stats_route = {
         let stats = Arc::clone(&stats);
+        let queue = queued.as_ref().map(|(_, queue, _)| queue.clone());
         get(move || {
             let stats = Arc::clone(&stats);
-            async move { ([(header::CONTENT_TYPE, "application/json")], stats.json()) }
+            let queue = queue.clone();
+            async move {
+                match stats.read(queue.as_ref()).await {
+                    Ok(json) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json),
+                    Err(e) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::CONTENT_TYPE, "text/plain")],
+                        e,
+                    ),
+                }
+            }
         })
     };
+    let mut queue_handle = None;
+    let mut queue_for_stats = None;
     let served = match mode {
         Mode::Bare => {
             let app = Router::new()
@@ -191,7 +326,8 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
                 .await
         }
         Mode::Stack | Mode::Full => {
-            let verifier = verifier(mode, &stats).map_err(|e| format!("configuration: {e}"))?;
+            let verifier =
+                verifier(mode, &stats, MemoryStore::new()).map_err(|e| format!("configuration: {e}"))?;
             let route = match mode {
                 Mode::Full => post_service(event_router(&stats)).layer(verifier.layer()),
                 _ => post(bytes_handler(&stats)).layer(verifier.layer()),
@@ -203,8 +339,36 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
                 .with_graceful_shutdown(shutdown())
                 .await
         }
+        Mode::QueueMem | Mode::QueueSqlite => {
+            let (verifier, queue, handle) = queued
+                .take()
+                .ok_or_else(|| "the queue was not built".to_string())?;
+            queue_handle = Some(handle);
+            queue_for_stats = Some(queue.clone());
+            let app = Router::new()
+                .route(payload::PATH, post_service(queue).layer(verifier.layer()))
+                .route("/stats", stats_route);
+            axum::serve(listener, limiter().into_make_service(app))
+                .with_graceful_shutdown(shutdown())
+                .await
+        }
     };
-    eprintln!("serve {}: stopped; stats {}", mode.name(), stats.json());
+    if let Some(handle) = queue_handle {
+        if !handle.shutdown(QUEUE_GRACE).await {
+            eprintln!(
+                "serve {}: the queue workers did not finish within {QUEUE_GRACE:?}",
+                mode.name()
+            );
+        }
+    }
+    let last = stats
+        .read(queue_for_stats.as_ref())
+        .await
+        .unwrap_or_else(|e| format!("(queue length unknown: {e}) {}", stats.json(0)));
+    eprintln!("serve {}: stopped; stats {last}", mode.name());
+    // Close the SQLite file before its directory is removed.
+    drop(queue_for_stats);
+    drop(state_dir);
     served.map_err(|e| format!("server failed: {e}"))
 }
 
@@ -245,11 +409,15 @@ fn event_router(stats: &Arc<Stats>) -> EventRouter {
     })
 }
 
-/// The GitHub verifier with in-memory dedupe (`stack`), plus the JSON
+/// The GitHub verifier with dedupe in `store` (counted), plus the JSON
 /// Schema (`full`).
-fn verifier(mode: Mode, stats: &Arc<Stats>) -> Result<Verifier, webhook_guard::ConfigError> {
+fn verifier<S: DedupeStore>(
+    mode: Mode,
+    stats: &Arc<Stats>,
+    store: S,
+) -> Result<Verifier, webhook_guard::ConfigError> {
     let store = CountingStore {
-        inner: MemoryStore::new(),
+        inner: store,
         stats: Arc::clone(stats),
     };
     let dedupe = Dedupe::builder(store, "github")
