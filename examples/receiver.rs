@@ -603,6 +603,7 @@ async fn main() -> ExitCode {
         },
         config.limiter
     );
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))] // reassigned only with TLS
     let mut server = Server::new(listener)
         .header_read_timeout(config.header_timeout)
         .max_connections(config.max_connections)

@@ -510,6 +510,7 @@ struct ConnConfig {
 }
 
 impl ConnConfig {
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))] // `stop` is waited on only with TLS
     async fn run<S>(&self, tcp: TcpStream, peer: SocketAddr, service: S, mut stop: watch::Receiver<bool>)
     where
         S: Service<axum::extract::Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
