@@ -16,13 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-venv=target/blackbox-venv
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/blackbox/requirements.txt
-py="$venv/bin/python"
-export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in tests/blackbox/
+. scripts/lib/venv.sh
 
 out=target/blackbox
 mkdir -p "$out"

@@ -42,12 +42,7 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -56,10 +51,9 @@ import requests
 
 import bbkit
 from bbkit import (github_body, github_headers, meta_headers, record, shopify_headers, slack_headers,
-                   standard_delivery, stripe_event, stripe_header, summary, x_headers)
+                   standard_delivery, stripe_event, stripe_header, x_headers)
+from dkit import SMOKE, Receiver, run
 
-SMOKE = os.environ.get("SMOKE") == "1"
-BIN = os.environ["RECEIVER_BIN"]
 WORKERS = 4
 KILLS = 5 if SMOKE else 6
 FRESH = 1760 if SMOKE else 2000          # fresh deliveries; with repeats, over 2000 requests either way
@@ -80,74 +74,6 @@ rng_lock = threading.Lock()
 def chance(p):
     with rng_lock:
         return rng.random() < p
-
-
-# --- The receiver as a process ------------------------------------------------------------------
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Receiver:
-    """The receiver binary, restarted on the same port and state dir."""
-
-    def __init__(self, workdir, env):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.workdir = workdir
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
-        self.env.update(env, WEBHOOK_ADDR=f"127.0.0.1:{self.port}", WEBHOOK_ADMIN_ADDR="off")
-        self.proc = None
-        self.lock = threading.Lock()
-        self.stopped = False    # set for good by stop(): no restart after it
-
-    def start(self, timeout=30.0):
-        """Starts it and waits for GET /healthz 200; False if it does not come up."""
-        with self.lock:
-            if self.stopped:
-                return False
-            self._spawn()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    return True
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        return False
-
-    def _spawn(self):
-        with open(os.path.join(self.workdir, "receiver.out"), "ab") as out, \
-                open(os.path.join(self.workdir, "receiver.log"), "ab") as err:
-            self.proc = subprocess.Popen([BIN], env=self.env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-
-    def signal(self, sig, timeout=30.0):
-        """Sends `sig` and waits for the exit; returns the exit code (None: still running)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, final=True):
-        with self.lock:
-            self.stopped = self.stopped or final
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log_tail(self, n=5):
-        try:
-            with open(os.path.join(self.workdir, "receiver.log"), "rb") as f:
-                return " | ".join(f.read().decode("utf-8", "replace").splitlines()[-n:])
-        except OSError:
-            return ""
 
 
 # --- Deliveries ---------------------------------------------------------------------------------
@@ -600,11 +526,8 @@ def exercise(rx, log_path):
     run_checks(fresh, log, code)
 
 
-def main():
+def crash_run(workdir):
     global repeat_target
-    print(f"crash_check: seed {SEED}, {FRESH} fresh deliveries, {KILLS} kills, {THREADS} clients"
-          f"{' (SMOKE)' if SMOKE else ''}", flush=True)
-    workdir = tempfile.mkdtemp(prefix="wg-crash-")
     state = os.path.join(workdir, "state")
     log_path = os.path.join(workdir, "processed.jsonl")
     rx = Receiver(workdir, {
@@ -614,7 +537,6 @@ def main():
         "WEBHOOK_QUEUE_MAX_ATTEMPTS": "100",
         "WEBHOOK_RATE_PER_SEC": "1000000", "WEBHOOK_RATE_BURST": "1000000",
     })
-    ok = False
     try:
         for i in range(FRESH):
             route = ROUTES[i % len(ROUTES)]
@@ -625,16 +547,11 @@ def main():
             record("receiver starts", [f"not healthy: {rx.log_tail()}"])
         else:
             exercise(rx, log_path)
-        ok = bbkit.failed == 0
     finally:
         rx.stop()
-        if ok:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"     kept for inspection: {workdir} (seed {SEED})", flush=True)
-    sys.exit(summary())
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    main()
+    print(f"crash_check: seed {SEED}, {FRESH} fresh deliveries, {KILLS} kills, {THREADS} clients"
+          f"{' (SMOKE)' if SMOKE else ''}", flush=True)
+    run("wg-crash-", crash_run, kept_note=f" (seed {SEED})")

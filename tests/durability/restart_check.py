@@ -22,81 +22,14 @@ With WEBHOOK_STATE_DIR set:
 One `ok` / `FAIL` line per check, then `N passed, N failed`. About 10 s.
 """
 
-import hashlib
-import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
-import time
-
-import requests
 
 import bbkit
 from bbkit import (check, duplicate, expect, github_body, github_headers, processed, record, stripe_event,
-                   stripe_header, summary)
-
-BIN = os.environ["RECEIVER_BIN"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def receiver_env(extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
-    env.update(WEBHOOK_ADMIN_ADDR="off", WEBHOOK_RATE_PER_SEC="100000", WEBHOOK_RATE_BURST="100000")
-    env.update(extra)
-    return env
-
-
-class Receiver:
-    """The receiver binary on a fixed port, restartable."""
-
-    def __init__(self, workdir, env):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.workdir = workdir
-        self.env = receiver_env({**env, "WEBHOOK_ADDR": f"127.0.0.1:{self.port}"})
-        self.proc = None
-
-    def start(self, timeout=30.0):
-        with open(os.path.join(self.workdir, "receiver.log"), "ab") as err:
-            self.proc = subprocess.Popen([BIN], env=self.env, stdout=subprocess.DEVNULL, stderr=err,
-                                         stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    return True
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        return False
-
-    def signal(self, sig, timeout=30.0):
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def log_tail(self, n=5):
-        try:
-            with open(os.path.join(self.workdir, "receiver.log"), "rb") as f:
-                return " | ".join(f.read().decode("utf-8", "replace").splitlines()[-n:])
-        except OSError:
-            return ""
+                   stripe_header)
+from dkit import BIN, Receiver, free_port, processed_runs, receiver_env, run
 
 
 def post(rx, route, body, headers):
@@ -111,25 +44,6 @@ def github(rx, body):
 
 def stripe(rx, eid, body):
     return post(rx, "stripe", body, {"Stripe-Signature": stripe_header(body), "Content-Type": "application/json"})
-
-
-def runs(log_path, body):
-    """(start lines, done lines) in the processed log for this body."""
-    sha = hashlib.sha256(body.encode()).hexdigest()
-    starts = dones = 0
-    try:
-        with open(log_path) as f:
-            for raw in f:
-                try:
-                    line = json.loads(raw)
-                except ValueError:
-                    continue
-                if str(line.get("body_sha256", "")).lower() == sha:
-                    starts += line.get("phase") == "start"
-                    dones += line.get("phase") == "done"
-    except FileNotFoundError:
-        pass
-    return starts, dones
 
 
 def restarts(workdir):
@@ -173,7 +87,7 @@ def restarts(workdir):
               body=duplicate(eid, "payment_intent.succeeded"))
 
         for name, body in (("first GitHub", gh_body), ("Stripe", st_body), ("second GitHub", gh_body2)):
-            starts, dones = runs(log_path, body)
+            starts, dones = processed_runs(log_path, body)
             expect(f"processed log: the {name} delivery ran once (1 start, 1 done)", (starts, dones) == (1, 1),
                    f"{starts} start and {dones} done lines")
         code = rx.signal(signal.SIGTERM)
@@ -207,19 +121,5 @@ def bad_state_dir(workdir):
                " | ".join(lines))
 
 
-def main():
-    workdir = tempfile.mkdtemp(prefix="wg-restart-")
-    try:
-        restarts(workdir)
-        bad_state_dir(workdir)
-    finally:
-        if bbkit.failed == 0:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"     kept for inspection: {workdir}", flush=True)
-    sys.exit(summary())
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    main()
+    run("wg-restart-", restarts, bad_state_dir)

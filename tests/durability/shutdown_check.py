@@ -30,78 +30,22 @@ One `ok` / `FAIL` line per check, then `N passed, N failed`. About 15 s
 (the same with SMOKE=1).
 """
 
-import hashlib
 import json
 import os
-import shutil
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 
 import requests
 
 import bbkit
-from bbkit import check, duplicate, expect, processed, record, stripe_event, stripe_header, summary
+from bbkit import check, duplicate, expect, processed, record, stripe_event, stripe_header
+from dkit import Receiver, processed_runs, run
 
-BIN = os.environ["RECEIVER_BIN"]
 SLOW = "test.slow_handler"
 GRACE = 10      # the default WEBHOOK_SHUTDOWN_GRACE_SECS
 SHORT_GRACE = 3
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Receiver:
-    def __init__(self, workdir, env, admin=True):
-        self.port = free_port()
-        self.admin_port = free_port() if admin else None
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.workdir = workdir
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
-        self.env.update(env, WEBHOOK_ADDR=f"127.0.0.1:{self.port}",
-                        WEBHOOK_ADMIN_ADDR=f"127.0.0.1:{self.admin_port}" if admin else "off",
-                        WEBHOOK_RATE_PER_SEC="100000", WEBHOOK_RATE_BURST="100000")
-        self.proc = None
-
-    def start(self, timeout=30.0):
-        with open(os.path.join(self.workdir, "receiver.log"), "ab") as err:
-            self.proc = subprocess.Popen([BIN], env=self.env, stdout=subprocess.DEVNULL, stderr=err,
-                                         stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    return True
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        return False
-
-    def wait(self, timeout):
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def log_tail(self, n=5):
-        try:
-            with open(os.path.join(self.workdir, "receiver.log"), "rb") as f:
-                return " | ".join(f.read().decode("utf-8", "replace").splitlines()[-n:])
-        except OSError:
-            return ""
 
 
 def read_response(sock, timeout=3.0):
@@ -178,28 +122,10 @@ def poll_new_connections(rx, obs, stop):
         stop.wait(0.05)
 
 
-def processed_runs(log_path, body):
-    sha = hashlib.sha256(body.encode()).hexdigest()
-    starts = dones = 0
-    try:
-        with open(log_path) as f:
-            for raw in f:
-                try:
-                    line = json.loads(raw)
-                except ValueError:
-                    continue
-                if str(line.get("body_sha256", "")).lower() == sha:
-                    starts += line.get("phase") == "start"
-                    dones += line.get("phase") == "done"
-    except FileNotFoundError:
-        pass
-    return starts, dones
-
-
 def drain(workdir):
     log_path = os.path.join(workdir, "processed.jsonl")
     env = {"WEBHOOK_STATE_DIR": os.path.join(workdir, "state"), "WEBHOOK_PROCESSED_LOG": log_path}
-    rx = Receiver(workdir, env)
+    rx = Receiver(workdir, env, admin=True)
     try:
         if not expect("receiver starts with a state dir", rx.start(), rx.log_tail()):
             return
@@ -316,8 +242,7 @@ def drain(workdir):
 
 
 def half_head_holds_nothing(workdir):
-    rx = Receiver(workdir, {"WEBHOOK_SHUTDOWN_GRACE_SECS": str(SHORT_GRACE), "WEBHOOK_HEADER_TIMEOUT_SECS": "60"},
-                  admin=False)
+    rx = Receiver(workdir, {"WEBHOOK_SHUTDOWN_GRACE_SECS": str(SHORT_GRACE), "WEBHOOK_HEADER_TIMEOUT_SECS": "60"})
     try:
         if not expect("receiver starts (grace 3 s, head timeout 60 s)", rx.start(), rx.log_tail()):
             return
@@ -340,19 +265,5 @@ def half_head_holds_nothing(workdir):
         rx.stop()
 
 
-def main():
-    workdir = tempfile.mkdtemp(prefix="wg-shutdown-")
-    try:
-        drain(workdir)
-        half_head_holds_nothing(workdir)
-    finally:
-        if bbkit.failed == 0:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"     kept for inspection: {workdir}", flush=True)
-    sys.exit(summary())
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    main()
+    run("wg-shutdown-", drain, half_head_holds_nothing)

@@ -27,28 +27,22 @@ except a high rate limit; SMOKE=1 sets the two timeouts to 6 s and 3 s.
 4. The receiver still answers a fresh delivery 200 processed.
 
 One `ok` / `FAIL` line per check, then `N passed, N failed`. Full mode
-about 55 s, SMOKE about 20 s.
+about 75 s (stalled bodies are held to the 30 s body deadline), SMOKE about 20 s.
 """
 
 import errno
 import os
 import selectors
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 
 import requests
 
 import bbkit
-from bbkit import check, expect, gh, github_body, github_headers, processed, record, summary
+from bbkit import check, expect, gh, github_body, github_headers, processed, record
+from dkit import SMOKE, Receiver, rss_bytes, run
 
-SMOKE = os.environ.get("SMOKE") == "1"
-BIN = os.environ["RECEIVER_BIN"]
 BODY_SECS = 6 if SMOKE else 30
 HEAD_SECS = 3 if SMOKE else 10
 MAX_INFLIGHT = 64 * 1024 * 1024       # the contract's default WEBHOOK_MAX_INFLIGHT_BODY_BYTES
@@ -64,20 +58,6 @@ SILENT = 10
 def margin(secs):
     """Slack on a deadline for a loaded 2-core machine."""
     return 5.0 + 0.25 * secs
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 class Conn:
@@ -207,42 +187,6 @@ class Clients:
                 self._close(c, "closed by the test")
 
 
-class Receiver:
-    def __init__(self, workdir, env):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.workdir = workdir
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
-        self.env.update(env, WEBHOOK_ADDR=f"127.0.0.1:{self.port}", WEBHOOK_ADMIN_ADDR="off")
-        self.proc = None
-
-    def start(self, timeout=30.0):
-        with open(os.path.join(self.workdir, "receiver.log"), "ab") as err:
-            self.proc = subprocess.Popen([BIN], env=self.env, stdout=subprocess.DEVNULL, stderr=err,
-                                         stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    return True
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        return False
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def log_tail(self, n=5):
-        try:
-            with open(os.path.join(self.workdir, "receiver.log"), "rb") as f:
-                return " | ".join(f.read().decode("utf-8", "replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-
 def fresh_delivery(rx, name):
     body = github_body()
     h = github_headers(body)
@@ -277,6 +221,15 @@ def describe(conns, n=5):
         out.append(f"{c.source}: status {c.status}, {took}, sent {c.sent}, {c.error or ''}".rstrip(", "))
     more = f" (+{len(conns) - n} more)" if len(conns) > n else ""
     return "; ".join(out) + more
+
+
+def held_problems(conns, limit, allowed):
+    """Problems: connections the server had not let go `limit` seconds after
+    they opened, and answers other than the `allowed` statuses."""
+    late = [c for c in conns if c.finished_at() is None or c.finished_at() - c.opened > limit]
+    wrong = [c for c in conns if c.status is not None and c.status not in allowed]
+    return (([f"{len(late)} still held: {describe(late)}"] if late else [])
+            + ([f"{len(wrong)} answered otherwise: {describe(wrong)}"] if wrong else []))
 
 
 def stalled_bodies(rx):
@@ -316,16 +269,13 @@ def stalled_bodies(rx):
            f"<= WEBHOOK_MAX_INFLIGHT_BODY_BYTES + 32 MiB", growth <= MAX_INFLIGHT + 32 * 2**20)
 
     stalled = clients.conns
-    late = [c for c in stalled if c.finished_at() is None or c.finished_at() - c.opened > limit]
-    wrong = [c for c in stalled if c.status is not None and c.status not in (408, 503)]
     counts = {}
     for c in stalled:
         k = str(c.status) if c.status is not None else "closed" if c.closed_at is not None else "open"
         counts[k] = counts.get(k, 0) + 1
     record(f"every stalled connection closed or answered 408 / 503 within {BODY_SECS} s + {margin(BODY_SECS):.1f} s "
            f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})",
-           ([f"{len(late)} still held: {describe(late)}"] if late else [])
-           + ([f"{len(wrong)} answered otherwise: {describe(wrong)}"] if wrong else []))
+           held_problems(stalled, limit, (408, 503)))
     clients.close_all()
 
 
@@ -337,13 +287,10 @@ def trickled_bodies(rx):
     trickling = [clients.open(source(4, i), data, trickle=(b"x" * 200, TRICKLE_GAP)) for i in range(TRICKLING)]
     limit = BODY_SECS + margin(BODY_SECS)
     clients.run_until(lambda: all(c.finished_at() is not None for c in trickling), time.monotonic() + limit + 1)
-    late = [c for c in trickling if c.finished_at() is None or c.finished_at() - c.opened > limit]
-    wrong = [c for c in trickling if c.status is not None and c.status != 408]
     took = max((c.finished_at() - c.opened for c in trickling if c.finished_at()), default=0)
     record(f"{TRICKLING} connections trickling the body a byte every {TRICKLE_GAP:.0f} s are closed or answered 408 "
            f"within {BODY_SECS} s + {margin(BODY_SECS):.1f} s (last after {took:.1f} s)",
-           ([f"{len(late)} still held: {describe(late)}"] if late else [])
-           + ([f"{len(wrong)} answered otherwise: {describe(wrong)}"] if wrong else []))
+           held_problems(trickling, limit, (408,)))
     clients.close_all()
 
 
@@ -356,19 +303,12 @@ def slow_heads(rx):
     start = time.monotonic()
     clients.run_until(lambda: all(c.finished_at() is not None for c in clients.conns), start + limit)
     for name, conns in (("half a request head", halves), ("nothing", silent)):
-        late = [c for c in conns if c.finished_at() is None or c.finished_at() - c.opened > limit]
-        wrong = [c for c in conns if c.status is not None and c.status != 408]
         record(f"{len(conns)} connections sending {name} are closed (or answered 408) within "
-               f"{HEAD_SECS} s + {margin(HEAD_SECS):.1f} s",
-               ([f"{len(late)} still held: {describe(late)}"] if late else [])
-               + ([f"{len(wrong)} answered otherwise: {describe(wrong)}"] if wrong else []))
+               f"{HEAD_SECS} s + {margin(HEAD_SECS):.1f} s", held_problems(conns, limit, (408,)))
     clients.close_all()
 
 
-def main():
-    print(f"slow_clients: body timeout {BODY_SECS} s, head timeout {HEAD_SECS} s{' (SMOKE)' if SMOKE else ''}",
-          flush=True)
-    workdir = tempfile.mkdtemp(prefix="wg-slow-")
+def slow_clients(workdir):
     env = {"WEBHOOK_RATE_PER_SEC": "1000000", "WEBHOOK_RATE_BURST": "1000000"}
     if SMOKE:
         env.update(WEBHOOK_BODY_TIMEOUT_SECS=str(BODY_SECS), WEBHOOK_HEADER_TIMEOUT_SECS=str(HEAD_SECS))
@@ -382,13 +322,9 @@ def main():
             expect("the receiver is still running", rx.proc.poll() is None, rx.log_tail())
     finally:
         rx.stop()
-        if bbkit.failed == 0:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"     kept for inspection: {workdir}", flush=True)
-    sys.exit(summary())
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    main()
+    print(f"slow_clients: body timeout {BODY_SECS} s, head timeout {HEAD_SECS} s{' (SMOKE)' if SMOKE else ''}",
+          flush=True)
+    run("wg-slow-", slow_clients)
