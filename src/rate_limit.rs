@@ -1,4 +1,5 @@
-//! Per-client rate limiting, applied before anything else.
+//! Per-client rate limiting, applied before anything else, that tells the
+//! genuine sender from the rest.
 //!
 //! A [`RateLimiter`] wraps the whole application when it is served:
 //! [`RateLimiter::into_make_service`] takes your `Router` and gives
@@ -15,28 +16,98 @@
 //!    [`client_ip`](crate::client_ip)). IPv6 clients are counted per /64;
 //!    IPv4-mapped IPv6 addresses count as IPv4.
 //! 2. a client locked out for failing authentication too often gets 429
-//!    `too_many_failed_authentications`;
-//! 3. a client over its quota gets 429 `rate_limited`;
+//!    `too_many_failed_authentications`, whoever it is;
+//! 3. the client is classed: inside the
+//!    [sender networks](RateLimiterBuilder::sender_networks) it is charged
+//!    to the sender quota (default 1 000 a second, burst 2 000), anywhere
+//!    else to the default quota (default 50 a second, burst 100); a client
+//!    over its quota gets 429 `rate_limited`;
 //! 4. otherwise the request goes on, with [`ClientIp`](crate::ClientIp) and axum's
 //!    `ConnectInfo<SocketAddr>` in its extensions.
 //!
-//! After the response: if it is a 401 from the [`Verifier`](crate::Verifier)
-//! (its [`Rejection`] is in the response extensions), the client's
-//! *failed-authentication* quota is charged. That quota is much stricter
-//! (default 20 a minute) and throttles signature guessing and timing
-//! probes, while the real sender, whose requests verify, never touches it.
+//! After the response:
+//!
+//! - if it is a **fresh verified delivery** (a [`Verifier`](crate::Verifier)
+//!   authenticated it and it reached your handler or queue, whatever they
+//!   answered), its charge is **refunded**. A duplicate (200 `duplicate`),
+//!   a delivery in progress elsewhere (409), a dedupe store failure (503),
+//!   any rejection (401, 400, 413, 422, ...) and a handshake keep their
+//!   charge, as does every request to a route without a verifier.
+//! - if it is a 401 from a [`Verifier`](crate::Verifier) (its [`Rejection`]
+//!   is in the response extensions), the client's *failed-authentication*
+//!   quota is charged. That quota is much stricter (default 20 a minute)
+//!   and throttles signature guessing and timing probes, while the real
+//!   sender, whose requests verify, never touches it.
 //!
 //! Every 429 is problem+json with an integer `Retry-After` of at least 1.
 //!
+//! # Holding a real sender's peak
+//!
+//! Providers deliver from a handful of addresses, so a per-address quota
+//! that is right for an attacker refuses a merchant's sale, and a refused
+//! delivery may never come back (GitHub does not retry). Two mechanisms
+//! work together:
+//!
+//! - **Refunds.** A fresh verified delivery gives its charge back when it
+//!   is answered, so it never uses up the budget a client has for
+//!   unauthenticated traffic, and the genuine sender is limited by its
+//!   *concurrency* (how many requests it has in flight at once may reach
+//!   the burst), never by its *rate*. Unsigned, forged and invalid
+//!   requests, and replays answered `duplicate` or 409, are charged as
+//!   before, so a flood and a guesser are still stopped at the burst.
+//! - **A sender class.** The burst for everyone else (100) is too small a
+//!   concurrency for a provider at peak: a sale at 1 000 deliveries a
+//!   second into a handler that takes 200 ms keeps 200 in flight. The
+//!   sender networks get their own, larger quota, still a quota: those
+//!   addresses are shared by everyone on the provider's platform, and
+//!   deliveries another tenant points at you fail your verification.
+//!
+//! Refunds alone would refuse the genuine sender once its concurrency
+//! passes the default burst; a class alone would refuse it once its rate
+//! passes any fixed quota, and would let its own 429s be spent by replays
+//! and by the platform's other tenants. Together, a sender in its networks
+//! is refused only past 2 000 deliveries in flight, and the budget for
+//! everything that does not verify stays what you set.
+//!
+//! The [failed-authentication lockout](RateLimiterBuilder::failed_authentications_per_minute)
+//! applies to every client, sender networks included.
+//!
+//! What is refunded is only as fresh as the verifier can tell: with a
+//! [`Dedupe`](crate::dedupe::Dedupe) store, a replayed delivery is a
+//! `duplicate` and is charged; without one, a replay the scheme cannot
+//! detect (inside its timestamp tolerance, or any replay for a scheme that
+//! signs no timestamp, such as GitHub's) verifies again and is refunded
+//! like the original. Configure a dedupe store on every route.
+//!
+//! # Loading the providers' ranges
+//!
+//! The crate never fetches anything: load the published ranges when you
+//! deploy (and refresh them as the providers ask), then pass them as one
+//! comma-separated list to [`Networks::parse`](crate::Networks::parse):
+//!
+//! - GitHub: the `hooks` member of `https://api.github.com/meta`, e.g.
+//!   `curl -s https://api.github.com/meta | jq -r '.hooks | join(",")'`;
+//! - Stripe: its webhook IP list, `https://stripe.com/files/ips/ips_webhooks.txt`
+//!   (one address a line) or the `WEBHOOKS` member of
+//!   `https://stripe.com/files/ips/ips_webhooks.json`, e.g.
+//!   `curl -s https://stripe.com/files/ips/ips_webhooks.json | jq -r '.WEBHOOKS | join(",")'`;
+//! - other providers: the list their documentation publishes, if any.
+//!
+//! The client address is resolved first (trusted proxies honoured), then
+//! classed; a forwarding header from an untrusted peer cannot put a client
+//! in the sender class.
+//!
 //! # Memory
 //!
-//! The limiter forgets idle clients (`retain_recent` and `shrink_to_fit`,
-//! at most once a second) and tracks about
-//! [`max_tracked_clients`](RateLimiterBuilder::max_tracked_clients) (it
-//! measures every 256 requests, so it may overshoot by that many). When a
-//! flood of distinct addresses fills it with active clients, the requests
-//! share one overflow quota until room frees up, so memory stays bounded
-//! and the flood stays throttled.
+//! A client's state in each quota is one number. Each quota tracks at most
+//! [`max_tracked_clients`](RateLimiterBuilder::max_tracked_clients)
+//! clients, in shards; a client whose quota is full again is idle and is
+//! forgotten (a shard sweeps its idle clients at most once a second when
+//! it is half full, and [`RateLimiter::forget_idle_clients`] sweeps all of
+//! them now). When a flood of distinct addresses fills a shard with active
+//! clients, the newcomers share one overflow quota until room frees up, so
+//! memory stays bounded and the flood stays throttled; clients already
+//! tracked keep their own quota.
 //!
 //! ```no_run
 //! use std::num::NonZeroU32;
@@ -48,10 +119,13 @@
 //! let github = Verifier::builder(Scheme::github()).secret("s3cret").build()?;
 //! let app = Router::new().route("/webhooks/github", post(handle).layer(github.layer()));
 //!
+//! // GitHub's `hooks` ranges, loaded at deploy time.
+//! let senders = std::env::var("WEBHOOK_SENDER_NETWORKS").unwrap_or_default();
 //! let limiter = RateLimiter::builder()
 //!     .per_second(NonZeroU32::new(50).unwrap())
 //!     .burst(NonZeroU32::new(100).unwrap())
 //!     .trusted_proxies(Networks::parse("10.0.0.0/8")?) // your load balancers
+//!     .sender_networks(Networks::parse(&senders)?)
 //!     .build();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, limiter.into_make_service(app)).await?;
@@ -67,30 +141,54 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock as _, DefaultClock};
-use governor::middleware::{NoOpMiddleware, RateLimitingMiddleware, StateInformationMiddleware};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+use governor::middleware::{RateLimitingMiddleware, StateInformationMiddleware};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use http::HeaderMap;
 
 use crate::client_ip::{ClientIpConfig, IpKey};
 use crate::{Networks, ProxyHeader, Rejection, RejectionKind};
 
+mod gcra;
 mod service;
 
+use gcra::{Gcra, Keyed, Origin, Slot};
 pub use service::{IntoMakeServiceWithRateLimit, RateLimit, ResponseFuture};
 
 /// Default sustained rate per client: 50 requests a second.
 pub const DEFAULT_PER_SECOND: u32 = 50;
 /// Default burst per client: 100 requests.
 pub const DEFAULT_BURST: u32 = 100;
+/// Default sustained rate per client address inside the
+/// [sender networks](RateLimiterBuilder::sender_networks): 1 000 requests a
+/// second (fresh verified deliveries are refunded on top of it).
+pub const DEFAULT_SENDER_PER_SECOND: u32 = 1_000;
+/// Default burst per client address inside the
+/// [sender networks](RateLimiterBuilder::sender_networks): 2 000 requests.
+pub const DEFAULT_SENDER_BURST: u32 = 2_000;
 /// Default failed authentications allowed per client per minute.
 pub const DEFAULT_FAILED_AUTH_PER_MINUTE: u32 = 20;
 /// Default bound on tracked clients (per quota).
 pub const DEFAULT_MAX_TRACKED_CLIENTS: usize = 100_000;
 
-/// How often the saturation of the keyed state is measured, in calls.
+/// How often the saturation of the failed-authentication state is
+/// measured, in calls.
 const MEASURE_EVERY: u64 = 256;
 /// Least time between two sweeps of idle clients.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Put in a response's extensions by the verify layer when the request
+/// verified and reached the handler or the queue (whatever they
+/// answered): the [`RateLimiter`] refunds that request's charge. Never for
+/// a duplicate, a delivery in progress, a store failure, a rejection or a
+/// handshake.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FreshDelivery;
+
+/// Marks `response` as the answer to a fresh verified delivery.
+pub(crate) fn fresh(mut response: http::Response<axum::body::Body>) -> http::Response<axum::body::Body> {
+    response.extensions_mut().insert(FreshDelivery);
+    response
+}
 
 /// Per-client rate limiting. Cheap to clone (an `Arc`); clones share the
 /// same counters. See the [module docs](self).
@@ -101,17 +199,43 @@ pub struct RateLimiter {
 
 struct Inner {
     client: ClientIpConfig,
-    requests: Bounded,
-    overflow: DefaultDirectRateLimiter,
+    origin: Origin,
+    default: Class,
+    senders: Networks,
+    /// `None` when there are no sender networks.
+    sender: Option<Class>,
     failures: Option<Failures>,
+}
+
+/// One request quota: its settings and its clients.
+struct Class {
+    keyed: Keyed,
     per_second: NonZeroU32,
     burst: NonZeroU32,
 }
 
+impl Class {
+    fn new(per_second: NonZeroU32, burst: NonZeroU32, max: usize) -> Self {
+        Self {
+            keyed: Keyed::new(Gcra::new(per_second, burst), max),
+            per_second,
+            burst,
+        }
+    }
+}
+
+/// Where one admitted request was charged, for its refund.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Charge {
+    sender: bool,
+    slot: Slot,
+}
+
 type GovernorInstant = <DefaultClock as governor::clock::Clock>::Instant;
 
-/// A keyed limiter whose memory is bounded.
-struct Bounded<M: RateLimitingMiddleware<GovernorInstant> = NoOpMiddleware<GovernorInstant>> {
+/// A keyed governor limiter whose memory is bounded (the
+/// failed-authentication quota).
+struct Bounded<M: RateLimitingMiddleware<GovernorInstant>> {
     limiter: DefaultKeyedRateLimiter<IpKey, M>,
     max: usize,
     calls: AtomicU64,
@@ -131,18 +255,11 @@ impl<M: RateLimitingMiddleware<GovernorInstant>> Bounded<M> {
     }
 }
 
-impl Bounded {
-    fn new(quota: Quota, max: usize) -> Self {
-        Self::with(DefaultKeyedRateLimiter::keyed(quota), max)
-    }
-}
-
 impl<M> Bounded<M>
 where
     M: RateLimitingMiddleware<GovernorInstant, NegativeOutcome = governor::NotUntil<GovernorInstant>>,
 {
-    /// Checks `key`; `None` means the keyed state is full and the caller
-    /// must fall back to the overflow quota.
+    /// Checks `key`; `None` means the keyed state is full.
     fn check(&self, key: &IpKey) -> Option<Result<M::PositiveOutcome, Duration>> {
         let calls = self.calls.fetch_add(1, Ordering::Relaxed);
         if calls.is_multiple_of(MEASURE_EVERY) || self.saturated.load(Ordering::Relaxed) {
@@ -246,7 +363,8 @@ impl Failures {
 
 impl RateLimiter {
     /// Starts configuring a limiter. Defaults: 50 requests a second with a
-    /// burst of 100 per client, no trusted proxies, 20 failed
+    /// burst of 100 per client, no trusted proxies, no sender networks
+    /// (whose quota is 1 000 a second with a burst of 2 000), 20 failed
     /// authentications a minute, 100 000 tracked clients.
     pub fn builder() -> RateLimiterBuilder {
         RateLimiterBuilder {
@@ -254,6 +372,9 @@ impl RateLimiter {
             burst: NonZeroU32::new(DEFAULT_BURST).unwrap_or(NonZeroU32::MIN),
             trusted: Networks::none(),
             header: ProxyHeader::default(),
+            senders: Networks::none(),
+            sender_per_second: NonZeroU32::new(DEFAULT_SENDER_PER_SECOND).unwrap_or(NonZeroU32::MIN),
+            sender_burst: NonZeroU32::new(DEFAULT_SENDER_BURST).unwrap_or(NonZeroU32::MIN),
             failed_auth: NonZeroU32::new(DEFAULT_FAILED_AUTH_PER_MINUTE),
             max_tracked: NonZeroUsize::new(DEFAULT_MAX_TRACKED_CLIENTS).unwrap_or(NonZeroUsize::MIN),
         }
@@ -277,15 +398,21 @@ impl RateLimiter {
         self.inner.client.resolve(peer, headers)
     }
 
-    /// How many clients the request quota tracks right now.
+    /// How many clients the request quotas (the default one and the
+    /// sender one) track right now.
     pub fn tracked_clients(&self) -> usize {
-        self.inner.requests.limiter.len()
+        let senders = self.inner.sender.as_ref().map_or(0, |c| c.keyed.len());
+        self.inner.default.keyed.len() + senders
     }
 
     /// Forgets clients whose quota is full again, now. The limiter does
     /// this by itself; this is for measurements and tests.
     pub fn forget_idle_clients(&self) {
-        self.inner.requests.sweep_now();
+        let now = self.inner.origin.now();
+        self.inner.default.keyed.forget_idle(now);
+        if let Some(c) = &self.inner.sender {
+            c.keyed.forget_idle(now);
+        }
         if let Some(f) = &self.inner.failures {
             f.quota.sweep_now();
         }
@@ -294,7 +421,8 @@ impl RateLimiter {
     /// Decides one request from socket peer `peer`, before its body is
     /// read: the resolved client address, or the 429 to answer. The
     /// services call this for you; it is public for other servers and for
-    /// benchmarks.
+    /// benchmarks. A request admitted here is charged for good: only the
+    /// services see the response and refund fresh verified deliveries.
     ///
     /// # Errors
     ///
@@ -302,6 +430,11 @@ impl RateLimiter {
     /// [`RejectionKind::TooManyFailedAuthentications`], with its
     /// `retry_after` set.
     pub fn check(&self, peer: IpAddr, headers: &HeaderMap) -> Result<IpAddr, Rejection> {
+        self.admit(peer, headers).map(|(ip, _)| ip)
+    }
+
+    /// [`check`](Self::check), also saying where the request was charged.
+    pub(crate) fn admit(&self, peer: IpAddr, headers: &HeaderMap) -> Result<(IpAddr, Charge), Rejection> {
         let inner = &*self.inner;
         let ip = inner.client.resolve(peer, headers);
         let key = IpKey::of(ip);
@@ -312,24 +445,32 @@ impl RateLimiter {
             )
             .with_retry_after(wait));
         }
-        let outcome = match inner.requests.check(&key) {
-            Some(outcome) => outcome,
-            None => inner
-                .overflow
-                .check()
-                .map_err(|not_until| not_until.wait_time_from(inner.overflow.clock().now())),
+        let (sender, class) = match &inner.sender {
+            Some(class) if inner.senders.contains(ip) => (true, class),
+            _ => (false, &inner.default),
         };
-        match outcome {
-            Ok(()) => Ok(ip),
+        match class.keyed.charge(key, inner.origin.now()) {
+            Ok(slot) => Ok((ip, Charge { sender, slot })),
             Err(wait) => Err(Rejection::new(
                 RejectionKind::RateLimited,
                 format!(
                     "this client is over its quota of {} requests a second (burst {}); retry later",
-                    inner.per_second, inner.burst
+                    class.per_second, class.burst
                 ),
             )
             .with_retry_after(wait)),
         }
+    }
+
+    /// Gives back the charge of a request that turned out to be a fresh
+    /// verified delivery.
+    pub(crate) fn refund(&self, charge: Charge) {
+        let inner = &*self.inner;
+        let class = match (&inner.sender, charge.sender) {
+            (Some(class), true) => class,
+            _ => &inner.default,
+        };
+        class.keyed.refund(charge.slot, inner.origin.now());
     }
 
     /// Charges a failed authentication to `ip`.
@@ -342,11 +483,16 @@ impl RateLimiter {
 
 impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        let sender = inner.sender.as_ref();
         f.debug_struct("RateLimiter")
-            .field("per_second", &self.inner.per_second)
-            .field("burst", &self.inner.burst)
-            .field("trusted_proxies", &self.inner.client.trusted)
-            .field("proxy_header", &self.inner.client.header)
+            .field("per_second", &inner.default.per_second)
+            .field("burst", &inner.default.burst)
+            .field("trusted_proxies", &inner.client.trusted)
+            .field("proxy_header", &inner.client.header)
+            .field("sender_networks", &inner.senders)
+            .field("sender_per_second", &sender.map(|c| c.per_second))
+            .field("sender_burst", &sender.map(|c| c.burst))
             .field("tracked_clients", &self.tracked_clients())
             .finish_non_exhaustive()
     }
@@ -360,6 +506,9 @@ pub struct RateLimiterBuilder {
     burst: NonZeroU32,
     trusted: Networks,
     header: ProxyHeader,
+    senders: Networks,
+    sender_per_second: NonZeroU32,
+    sender_burst: NonZeroU32,
     failed_auth: Option<NonZeroU32>,
     max_tracked: NonZeroUsize,
 }
@@ -394,6 +543,34 @@ impl RateLimiterBuilder {
         self
     }
 
+    /// The networks your providers deliver from (GitHub's `hooks` ranges,
+    /// Stripe's webhook addresses; see [the module docs](self) for where
+    /// to find them). A client address inside them is charged to the
+    /// sender quota ([`sender_per_second`](Self::sender_per_second),
+    /// [`sender_burst`](Self::sender_burst)), per address, instead of the
+    /// default one. The address is the one resolved behind the
+    /// [trusted proxies](Self::trusted_proxies). The failed-authentication
+    /// lockout applies to these clients too. Default: none.
+    pub fn sender_networks(mut self, networks: Networks) -> Self {
+        self.senders = networks;
+        self
+    }
+
+    /// Sustained requests per second per client address inside the
+    /// [sender networks](Self::sender_networks). Default 1 000.
+    pub fn sender_per_second(mut self, rate: NonZeroU32) -> Self {
+        self.sender_per_second = rate;
+        self
+    }
+
+    /// Requests a client address inside the
+    /// [sender networks](Self::sender_networks) may send at once before
+    /// the rate applies. Default 2 000.
+    pub fn sender_burst(mut self, burst: NonZeroU32) -> Self {
+        self.sender_burst = burst;
+        self
+    }
+
     /// Failed authentications (401s from a [`Verifier`](crate::Verifier))
     /// a client may cause per minute before it is locked out; `None`
     /// disables the check. Default 20.
@@ -411,7 +588,6 @@ impl RateLimiterBuilder {
 
     /// The limiter. Every setting is typed, so this cannot fail.
     pub fn build(self) -> RateLimiter {
-        let quota = Quota::per_second(self.per_second).allow_burst(self.burst);
         let max = self.max_tracked.get();
         let failures = self.failed_auth.map(|per_minute| Failures {
             quota: Bounded::with(
@@ -423,17 +599,19 @@ impl RateLimiterBuilder {
             locked: AtomicUsize::new(0),
             max,
         });
+        let sender =
+            (!self.senders.is_empty()).then(|| Class::new(self.sender_per_second, self.sender_burst, max));
         RateLimiter {
             inner: Arc::new(Inner {
                 client: ClientIpConfig {
                     trusted: self.trusted,
                     header: self.header,
                 },
-                requests: Bounded::new(quota, max),
-                overflow: DefaultDirectRateLimiter::direct(quota),
+                origin: Origin::new(),
+                default: Class::new(self.per_second, self.burst, max),
+                senders: self.senders,
+                sender,
                 failures,
-                per_second: self.per_second,
-                burst: self.burst,
             }),
         }
     }
@@ -515,10 +693,79 @@ mod tests {
         for i in 0..20_000u32 {
             let _ = l.check(IpAddr::from(i.to_be_bytes()), &h);
         }
+        assert!(l.tracked_clients() <= 1_000, "{}", l.tracked_clients());
+    }
+
+    #[test]
+    fn refunded_requests_never_spend_the_quota() {
+        let l = limiter(1, 2);
+        let h = HeaderMap::new();
+        let peer = ip("127.0.0.2");
+        for i in 0..500 {
+            let Ok((_, charge)) = l.admit(peer, &h) else {
+                panic!("refunded request {i} refused");
+            };
+            l.refund(charge);
+        }
+        // Two in flight at once is the burst; unrefunded requests are
+        // charged as ever.
+        assert!(refused(&l.check(peer, &h)).is_none());
+        assert!(refused(&l.check(peer, &h)).is_none());
+        assert_eq!(
+            refused(&l.check(peer, &h)).map(|v| v.0),
+            Some(RejectionKind::RateLimited)
+        );
+    }
+
+    #[test]
+    fn sender_networks_get_their_own_quota_per_address() {
+        let l = RateLimiter::builder()
+            .per_second(NonZeroU32::MIN)
+            .burst(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN))
+            .sender_networks(
+                Networks::parse("127.0.1.0/24, 2001:db8:5::/48").unwrap_or_else(|_| Networks::none()),
+            )
+            .sender_per_second(NonZeroU32::MIN)
+            .sender_burst(NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN))
+            .build();
+        let h = HeaderMap::new();
+        let count = |peer: IpAddr| (0..20).filter(|_| l.check(peer, &h).is_ok()).count();
+        assert_eq!(count(ip("127.0.1.7")), 5);
+        assert_eq!(count(ip("127.0.1.8")), 5, "per address, not per network");
+        assert_eq!(count(ip("::ffff:127.0.1.9")), 5);
+        assert_eq!(count(ip("2001:db8:5:1::1")), 5);
+        assert_eq!(count(ip("127.0.2.7")), 2);
+        assert_eq!(count(ip("2001:db8:6::1")), 2);
+        let shown = format!("{l:?}");
         assert!(
-            l.tracked_clients() <= 1_000 + MEASURE_EVERY as usize,
-            "{}",
-            l.tracked_clients()
+            shown.contains("sender_networks: Networks(127.0.1.0/24, 2001:db8:5::/48)"),
+            "{shown}"
+        );
+        assert!(shown.contains("sender_burst: Some(5)"), "{shown}");
+        assert_eq!(l.tracked_clients(), 6);
+        // Without sender networks, nobody is in the class.
+        let plain = limiter(1, 2);
+        assert_eq!(
+            (0..20)
+                .filter(|_| plain.check(ip("127.0.1.7"), &h).is_ok())
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn the_lockout_applies_inside_the_sender_networks() {
+        let l = RateLimiter::builder()
+            .sender_networks(Networks::parse("127.0.1.0/24").unwrap_or_else(|_| Networks::none()))
+            .failed_authentications_per_minute(NonZeroU32::new(2))
+            .build();
+        let h = HeaderMap::new();
+        let sender = ip("127.0.1.1");
+        l.failed_authentication(sender);
+        l.failed_authentication(sender);
+        assert_eq!(
+            refused(&l.check(sender, &h)).map(|v| v.0),
+            Some(RejectionKind::TooManyFailedAuthentications)
         );
     }
 }

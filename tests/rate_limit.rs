@@ -34,6 +34,7 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
+use webhook_guard::dedupe::{Dedupe, MemoryStore};
 use webhook_guard::test_util::TestSigner;
 use webhook_guard::{
     ClientIp, Networks, ProxyHeader, RateLimiter, Rejection, RejectionKind, Scheme, VerifiedWebhook, Verifier,
@@ -605,6 +606,18 @@ async fn rate_limited_requests_never_reach_the_verifier() {
     for i in 1..=2 {
         let response = call(&limiter, &app, client, good_delivery()).await;
         support::assert_ok(&format!("delivery {i}"), response).await;
+    }
+    // Fresh verified deliveries are refunded: the quota is still whole,
+    // and two requests that do not verify spend it.
+    for i in 1..=2 {
+        let response = call(
+            &limiter,
+            &app,
+            client,
+            Request::get("/").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "unverified request {i}");
     }
     // Over the quota, a forged delivery is answered by the limiter (429
     // rate_limited), not by the verifier (401), and its body is not read.
@@ -1503,4 +1516,370 @@ async fn ipv4_mapped_peers_count_as_ipv4() {
         limiter.client_ip(ip("::ffff:127.0.0.5"), &HeaderMap::new()),
         ip("127.0.0.5")
     );
+}
+
+// ---------------------------------------------------------------------------
+// 8. Holding a real sender's peak: refunds and the sender class
+// ---------------------------------------------------------------------------
+
+/// How many requests a quota of `per_second` may have let through on top
+/// of its burst since `started` (rounded up, plus one for the edges).
+fn replenished(started: Instant, per_second: u32) -> u32 {
+    (started.elapsed().as_secs_f64() * f64::from(per_second)).ceil() as u32 + 1
+}
+
+/// A GitHub delivery of its own: GitHub signs no delivery id, so the
+/// dedupe key is the signed body, which carries `id`.
+fn delivery_with_id(id: &str) -> Request<Body> {
+    let body = json!({"action": "opened", "delivery": id}).to_string();
+    let headers = TestSigner::new(&Scheme::github(), SECRET)
+        .unwrap()
+        .id(id)
+        .headers(body.as_bytes());
+    post_request(headers, Body::from(body))
+}
+
+/// A GitHub verifier with an in-memory dedupe store.
+fn github_with_dedupe() -> Verifier {
+    Verifier::builder(Scheme::github())
+        .secret(SECRET)
+        .dedupe(Dedupe::builder(MemoryStore::new(), "github").build().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Sends `count` requests made by `request` from `peer`, one after the
+/// other; returns how many were answered 429 `rate_limited`, and checks
+/// every other answer with `ok`.
+async fn refusals(
+    limiter: &RateLimiter,
+    app: &Router,
+    peer: SocketAddr,
+    count: usize,
+    mut request: impl FnMut(usize) -> Request<Body>,
+    ok: impl Fn(usize, StatusCode) -> bool,
+) -> u32 {
+    let mut refused = 0;
+    for i in 0..count {
+        let response = call(limiter, app, peer, request(i)).await;
+        match outcome(&response) {
+            (StatusCode::TOO_MANY_REQUESTS, Some(RejectionKind::RateLimited)) => {
+                if refused == 0 {
+                    assert_refused("first 429", response, RejectionKind::RateLimited).await;
+                }
+                refused += 1;
+            }
+            (status, kind) => assert!(ok(i, status), "request {i}: {status} {kind:?}"),
+        }
+    }
+    refused
+}
+
+/// The scenario: a quota of 5 a second with a burst of 10, and a
+/// sender delivering 500 times in a row, with and without a dedupe store.
+/// Not one delivery is refused, and the sender's budget for requests that
+/// do not verify is still whole afterwards.
+#[tokio::test]
+async fn verified_deliveries_far_over_the_quota_are_never_refused() {
+    let limiter = RateLimiter::builder()
+        .per_second(nz(5))
+        .burst(nz(10))
+        .failed_authentications_per_minute(None)
+        .build();
+    let peer = addr("127.0.0.40:1");
+    let (plain_app, plain_calls) = support::app(&github());
+    let refused = refusals(
+        &limiter,
+        &plain_app,
+        peer,
+        500,
+        |_| good_delivery(),
+        |_, s| s == StatusCode::OK,
+    )
+    .await;
+    assert_eq!(refused, 0, "verified deliveries refused without a dedupe store");
+    assert_eq!(plain_calls.load(Ordering::SeqCst), 500);
+
+    let (deduped_app, deduped_calls) = support::app(&github_with_dedupe());
+    let refused = refusals(
+        &limiter,
+        &deduped_app,
+        peer,
+        500,
+        |i| delivery_with_id(&format!("delivery-{i}")),
+        |_, s| s == StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        refused, 0,
+        "fresh verified deliveries refused with a dedupe store"
+    );
+    assert_eq!(deduped_calls.load(Ordering::SeqCst), 500);
+
+    // A verified delivery did not use up the client's budget for
+    // unauthenticated traffic: the whole burst is there, then 429.
+    let started = Instant::now();
+    let refused = refusals(
+        &limiter,
+        &plain_app,
+        peer,
+        40,
+        |_| bad_delivery(),
+        |_, s| s == StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let passed = 40 - refused;
+    assert!(
+        passed >= 10,
+        "only {passed} unsigned requests passed after the deliveries, burst 10"
+    );
+    assert!(
+        passed <= 10 + replenished(started, 5),
+        "{passed} unsigned requests passed, burst 10 at 5/s"
+    );
+}
+
+/// The same number of requests that do not verify is refused after the
+/// burst, as before: a flood and a guesser are still stopped.
+#[tokio::test]
+async fn unsigned_requests_are_refused_after_the_burst() {
+    let limiter = RateLimiter::builder()
+        .per_second(nz(5))
+        .burst(nz(10))
+        .failed_authentications_per_minute(None)
+        .build();
+    let (app, calls) = support::app(&github());
+    let unsigned = || post_request(HeaderMap::new(), Body::from(DELIVERY));
+    let started = Instant::now();
+    let refused = refusals(
+        &limiter,
+        &app,
+        addr("127.0.0.41:1"),
+        500,
+        |_| unsigned(),
+        |_, s| s == StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let passed = 500 - refused;
+    assert!(passed >= 10, "{passed} passed, burst 10");
+    assert!(
+        passed <= 10 + replenished(started, 5),
+        "{passed} of 500 unsigned requests passed"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // A route without a verifier is charged too.
+    let refused = refusals(
+        &limiter,
+        &app,
+        addr("127.0.0.42:1"),
+        100,
+        |_| Request::get("/").body(Body::empty()).unwrap(),
+        |_, s| s == StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert!(
+        refused >= 100 - 10 - replenished(started, 5),
+        "{refused} of 100 refused"
+    );
+}
+
+/// Replays of one delivery are answered `duplicate` and keep their
+/// charge, so a replayer is refused after the burst; only the first,
+/// fresh one is refunded.
+#[tokio::test]
+async fn replays_of_one_delivery_are_charged() {
+    let limiter = RateLimiter::builder()
+        .per_second(nz(5))
+        .burst(nz(10))
+        .failed_authentications_per_minute(None)
+        .build();
+    let (app, calls) = support::app(&github_with_dedupe());
+    let started = Instant::now();
+    let mut answered = 0u32;
+    let mut refused = 0u32;
+    for i in 0..500 {
+        let response = call(&limiter, &app, addr("127.0.0.43:1"), delivery_with_id("same-id")).await;
+        match response.status() {
+            StatusCode::OK => {
+                let body = support::body_json(response).await;
+                if i > 0 {
+                    assert_eq!(body["status"], "duplicate", "replay {i}: {body}");
+                }
+                answered += 1;
+            }
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => panic!("replay {i}: {other}"),
+        }
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the handler ran for a replay");
+    // The fresh delivery plus the burst of duplicates (plus what the
+    // time taken replenishes).
+    assert!(answered >= 11, "{answered} answered");
+    assert!(
+        answered <= 11 + replenished(started, 5),
+        "{answered} of 500 replays answered"
+    );
+    assert!(refused > 0);
+}
+
+/// An address in the sender networks is charged to the sender quota, per
+/// address; every other address to the default one. Over real TCP, from
+/// distinct loopback addresses.
+#[tokio::test]
+async fn tcp_a_sender_network_address_has_its_own_quota() {
+    let limiter = RateLimiter::builder()
+        .per_second(nz(1))
+        .burst(nz(3))
+        .sender_networks(Networks::parse("127.0.0.64/26").unwrap())
+        .sender_per_second(nz(5))
+        .sender_burst(nz(20))
+        .failed_authentications_per_minute(None)
+        .build();
+    let (app, calls) = support::app(&github());
+    let server = Server::limited(limiter, app).await;
+
+    // Unsigned requests: the sender burst from a sender address, the
+    // default burst from any other.
+    let count_passed = |from: Ipv4Addr, n: usize| {
+        let server = &server;
+        async move {
+            let replies = http_keep_alive(server.addr, from, n, "POST", &[], DELIVERY.as_bytes()).await;
+            assert_eq!(replies.len(), n);
+            let mut passed = 0;
+            for (i, reply) in replies.iter().enumerate() {
+                match reply.status {
+                    StatusCode::UNAUTHORIZED => passed += 1,
+                    StatusCode::TOO_MANY_REQUESTS => {
+                        reply.refused(&format!("{from} request {i}"), RejectionKind::RateLimited);
+                    }
+                    other => panic!("{from} request {i}: {other}"),
+                }
+            }
+            passed
+        }
+    };
+    let started = Instant::now();
+    let sender = count_passed(lo(70), 60).await;
+    assert!(
+        (20..=20 + replenished(started, 5)).contains(&sender),
+        "{sender} of 60 unsigned requests from a sender address passed, sender burst 20"
+    );
+    let started = Instant::now();
+    let other_sender = count_passed(lo(71), 60).await;
+    assert!(
+        (20..=20 + replenished(started, 5)).contains(&other_sender),
+        "per address: {other_sender} passed from a second sender address"
+    );
+    let started = Instant::now();
+    let outsider = count_passed(lo(30), 60).await;
+    assert!(
+        (3..=3 + replenished(started, 1)).contains(&outsider),
+        "{outsider} of 60 unsigned requests from outside the sender networks passed, burst 3"
+    );
+
+    // Verified deliveries from a sender address: far more than its burst,
+    // never refused.
+    let headers = signed(DELIVERY.as_bytes());
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))
+        .collect();
+    let replies = http_keep_alive(server.addr, lo(72), 300, "POST", &pairs, DELIVERY.as_bytes()).await;
+    assert_eq!(replies.len(), 300);
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(reply.status, StatusCode::OK, "sender delivery {i}");
+    }
+    // And from outside: refunds hold there too.
+    let replies = http_keep_alive(server.addr, lo(31), 100, "POST", &pairs, DELIVERY.as_bytes()).await;
+    assert!(replies.iter().all(|r| r.status == StatusCode::OK));
+    assert_eq!(calls.load(Ordering::SeqCst), 400);
+    server.shutdown().await;
+}
+
+/// The failed-authentication lockout catches a guesser inside the sender
+/// networks exactly as anywhere else.
+#[tokio::test]
+async fn the_lockout_still_catches_a_guesser_in_the_sender_networks() {
+    let limiter = RateLimiter::builder()
+        .sender_networks(Networks::parse("127.0.0.0/8").unwrap())
+        .failed_authentications_per_minute(Some(nz(3)))
+        .build();
+    let (app, calls) = support::app(&github());
+    let guesser = addr("127.0.0.80:1");
+    for i in 1..=3 {
+        let response = call(&limiter, &app, guesser, bad_delivery()).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    let response = call(&limiter, &app, guesser, bad_delivery()).await;
+    assert_refused("4th guess", response, RejectionKind::TooManyFailedAuthentications).await;
+    let response = call(&limiter, &app, guesser, good_delivery()).await;
+    assert_refused(
+        "a correct delivery from the locked-out address",
+        response,
+        RejectionKind::TooManyFailedAuthentications,
+    )
+    .await;
+    // Another sender address is not affected.
+    let response = call(&limiter, &app, addr("127.0.0.81:1"), good_delivery()).await;
+    support::assert_ok("another sender address", response).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// What a refund buys is concurrency, not an unlimited number in flight:
+/// with a burst of 4, four verified deliveries held by a slow handler are
+/// in flight, the fifth request is refused, and once they are answered
+/// the quota is whole again.
+#[tokio::test]
+async fn a_sender_is_limited_by_its_concurrency() {
+    let limiter = RateLimiter::builder()
+        .per_second(nz(1))
+        .burst(nz(4))
+        .failed_authentications_per_minute(None)
+        .build();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let (gate, entered) = (Arc::clone(&gate), Arc::clone(&entered));
+        move |_: VerifiedWebhook| {
+            let (gate, entered) = (Arc::clone(&gate), Arc::clone(&entered));
+            async move {
+                entered.fetch_add(1, Ordering::SeqCst);
+                let _permit = gate.acquire().await;
+            }
+        }
+    };
+    let app = Router::new().route(PATH, post(handler).layer(github().layer()));
+    let peer = addr("127.0.0.90:1");
+    let held: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(call_owned(limiter.clone(), app.clone(), peer, good_delivery())))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while entered.load(Ordering::SeqCst) < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the four deliveries never reached the handler"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let response = call(&limiter, &app, peer, good_delivery()).await;
+    assert_refused("a fifth in flight", response, RejectionKind::RateLimited).await;
+    gate.add_permits(4);
+    for task in held {
+        assert_eq!(task.await.unwrap().status(), StatusCode::OK);
+    }
+    // All four refunded: four more at once pass (the refused fifth cost
+    // nothing either).
+    gate.add_permits(4);
+    for i in 0..4 {
+        let response = call(&limiter, &app, peer, good_delivery()).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "delivery {i} after the refunds"
+        );
+    }
+}
+
+async fn call_owned(limiter: RateLimiter, app: Router, peer: SocketAddr, request: Request<Body>) -> Response {
+    call(&limiter, &app, peer, request).await
 }

@@ -77,7 +77,9 @@ where
         times,
         succeeded: false,
     };
-    let result = inner.call(req).await;
+    // Verified and handed to the handler or the queue: the rate limiter
+    // refunds it, whatever the handler answers.
+    let result = inner.call(req).await.map(crate::rate_limit::fresh);
     held.succeeded = matches!(&result, Ok(response) if response.status().as_u16() < 400);
     // If this future is dropped while the store answers, `held` finishes
     // the job (complete or release) in the background.

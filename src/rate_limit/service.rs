@@ -10,7 +10,7 @@ use axum::response::Response;
 use http::Request;
 use tower::Service;
 
-use super::RateLimiter;
+use super::{FreshDelivery, RateLimiter};
 use crate::client_ip::ClientIp;
 use crate::Rejection;
 
@@ -77,8 +77,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let client = match self.limiter.check(self.peer.ip(), req.headers()) {
-            Ok(client) => client,
+        let (client, charge) = match self.limiter.admit(self.peer.ip(), req.headers()) {
+            Ok(admitted) => admitted,
             Err(rejection) => return ResponseFuture::refused(refuse(rejection)),
         };
         let extensions = req.extensions_mut();
@@ -88,6 +88,11 @@ where
         let limiter = self.limiter.clone();
         ResponseFuture::new(async move {
             let response = future.await?;
+            // A fresh verified delivery does not spend the client's quota:
+            // the genuine sender is limited by its concurrency only.
+            if response.extensions().get::<FreshDelivery>().is_some() {
+                limiter.refund(charge);
+            }
             let failed_auth = response
                 .extensions()
                 .get::<Rejection>()

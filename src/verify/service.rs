@@ -58,7 +58,7 @@ where
             };
             let response = match verifier.dedupe() {
                 Some((dedupe, times)) => crate::dedupe::run(&verifier, dedupe, *times, req, inner).await,
-                None => inner.call(req).await,
+                None => inner.call(req).await.map(crate::rate_limit::fresh),
             };
             drop(held);
             response
