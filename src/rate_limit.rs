@@ -29,7 +29,10 @@
 //!
 //! - if it is a **fresh verified delivery** (a [`Verifier`](crate::Verifier)
 //!   authenticated it and it reached your handler or queue, whatever they
-//!   answered), its charge is **refunded**. A duplicate (200 `duplicate`),
+//!   answered) from a client in the sender networks, its charge is
+//!   **refunded** (for every client with
+//!   [`refund_verified_deliveries`](RateLimiterBuilder::refund_verified_deliveries)).
+//!   A duplicate (200 `duplicate`),
 //!   a delivery in progress elsewhere (409), a dedupe store failure (503),
 //!   any rejection (401, 400, 413, 422, ...) and a handshake keep their
 //!   charge, as does every request to a route without a verifier.
@@ -48,11 +51,16 @@
 //! delivery may never come back (GitHub does not retry). Two mechanisms
 //! work together:
 //!
-//! - **Refunds.** A fresh verified delivery gives its charge back when it
-//!   is answered, so it never uses up the budget a client has for
-//!   unauthenticated traffic, and the genuine sender is limited by its
-//!   *concurrency* (how many requests it has in flight at once may reach
-//!   the burst), never by its *rate*. Unsigned, forged and invalid
+//! - **Refunds.** A fresh verified delivery from the sender networks
+//!   gives its charge back when it is answered, so it never uses up the
+//!   budget those addresses have for unauthenticated traffic, and the
+//!   genuine sender is limited by its *concurrency* (how many requests it
+//!   has in flight at once may reach the burst), never by its *rate*.
+//!   Outside the sender networks every request counts by default, so the
+//!   default quota keeps its plain meaning (requests a second per
+//!   address); [`refund_verified_deliveries`](RateLimiterBuilder::refund_verified_deliveries)
+//!   extends refunds to every client, for senders whose addresses are not
+//!   published. Unsigned, forged and invalid
 //!   requests, and replays answered `duplicate` or 409, are charged as
 //!   before, so a flood and a guesser are still stopped at the burst.
 //! - **A sender class.** The burst for everyone else (100) is too small a
@@ -204,6 +212,8 @@ struct Inner {
     senders: Networks,
     /// `None` when there are no sender networks.
     sender: Option<Class>,
+    /// Whether clients outside the sender networks are refunded too.
+    refund_everyone: bool,
     failures: Option<Failures>,
 }
 
@@ -375,6 +385,7 @@ impl RateLimiter {
             senders: Networks::none(),
             sender_per_second: NonZeroU32::new(DEFAULT_SENDER_PER_SECOND).unwrap_or(NonZeroU32::MIN),
             sender_burst: NonZeroU32::new(DEFAULT_SENDER_BURST).unwrap_or(NonZeroU32::MIN),
+            refund_everyone: false,
             failed_auth: NonZeroU32::new(DEFAULT_FAILED_AUTH_PER_MINUTE),
             max_tracked: NonZeroUsize::new(DEFAULT_MAX_TRACKED_CLIENTS).unwrap_or(NonZeroUsize::MIN),
         }
@@ -468,7 +479,8 @@ impl RateLimiter {
         let inner = &*self.inner;
         let class = match (&inner.sender, charge.sender) {
             (Some(class), true) => class,
-            _ => &inner.default,
+            _ if inner.refund_everyone => &inner.default,
+            _ => return,
         };
         class.keyed.refund(charge.slot, inner.origin.now());
     }
@@ -509,6 +521,7 @@ pub struct RateLimiterBuilder {
     senders: Networks,
     sender_per_second: NonZeroU32,
     sender_burst: NonZeroU32,
+    refund_everyone: bool,
     failed_auth: Option<NonZeroU32>,
     max_tracked: NonZeroUsize,
 }
@@ -571,6 +584,18 @@ impl RateLimiterBuilder {
         self
     }
 
+    /// Also refund fresh verified deliveries of clients outside the
+    /// [sender networks](Self::sender_networks), so that their quota
+    /// ([`per_second`](Self::per_second), [`burst`](Self::burst)) counts
+    /// only what does not verify (and replays) and a verified sender is
+    /// limited by its concurrency alone. Default `false`: outside the
+    /// sender networks every request counts, as the quota's name says;
+    /// inside them, fresh verified deliveries are always refunded.
+    pub fn refund_verified_deliveries(mut self, refund: bool) -> Self {
+        self.refund_everyone = refund;
+        self
+    }
+
     /// Failed authentications (401s from a [`Verifier`](crate::Verifier))
     /// a client may cause per minute before it is locked out; `None`
     /// disables the check. Default 20.
@@ -611,6 +636,7 @@ impl RateLimiterBuilder {
                 default: Class::new(self.per_second, self.burst, max),
                 senders: self.senders,
                 sender,
+                refund_everyone: self.refund_everyone,
                 failures,
             }),
         }
@@ -697,8 +723,30 @@ mod tests {
     }
 
     #[test]
-    fn refunded_requests_never_spend_the_quota() {
+    fn outside_the_sender_networks_refunds_are_off_by_default() {
         let l = limiter(1, 2);
+        let h = HeaderMap::new();
+        let peer = ip("127.0.0.3");
+        for _ in 0..2 {
+            let Ok((_, charge)) = l.admit(peer, &h) else {
+                panic!("within the burst");
+            };
+            l.refund(charge);
+        }
+        assert_eq!(
+            refused(&l.check(peer, &h)).map(|r| r.0),
+            Some(RejectionKind::RateLimited),
+            "every request counts for an unknown client"
+        );
+    }
+
+    #[test]
+    fn refunded_requests_never_spend_the_quota() {
+        let l = RateLimiter::builder()
+            .per_second(NonZeroU32::MIN)
+            .burst(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN))
+            .refund_verified_deliveries(true)
+            .build();
         let h = HeaderMap::new();
         let peer = ip("127.0.0.2");
         for i in 0..500 {

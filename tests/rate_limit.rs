@@ -597,6 +597,7 @@ async fn refused_before_the_body_is_polled() {
 #[tokio::test]
 async fn rate_limited_requests_never_reach_the_verifier() {
     let limiter = RateLimiter::builder()
+        .refund_verified_deliveries(true)
         .per_second(nz(1))
         .burst(nz(2))
         .failed_authentications_per_minute(Some(nz(1)))
@@ -1582,6 +1583,7 @@ async fn refusals(
 #[tokio::test]
 async fn verified_deliveries_far_over_the_quota_are_never_refused() {
     let limiter = RateLimiter::builder()
+        .refund_verified_deliveries(true)
         .per_second(nz(5))
         .burst(nz(10))
         .failed_authentications_per_minute(None)
@@ -1689,6 +1691,7 @@ async fn unsigned_requests_are_refused_after_the_burst() {
 #[tokio::test]
 async fn replays_of_one_delivery_are_charged() {
     let limiter = RateLimiter::builder()
+        .refund_verified_deliveries(true)
         .per_second(nz(5))
         .burst(nz(10))
         .failed_authentications_per_minute(None)
@@ -1728,6 +1731,7 @@ async fn replays_of_one_delivery_are_charged() {
 #[tokio::test]
 async fn tcp_a_sender_network_address_has_its_own_quota() {
     let limiter = RateLimiter::builder()
+        .refund_verified_deliveries(true)
         .per_second(nz(1))
         .burst(nz(3))
         .sender_networks(Networks::parse("127.0.0.64/26").unwrap())
@@ -1832,6 +1836,7 @@ async fn the_lockout_still_catches_a_guesser_in_the_sender_networks() {
 #[tokio::test]
 async fn a_sender_is_limited_by_its_concurrency() {
     let limiter = RateLimiter::builder()
+        .refund_verified_deliveries(true)
         .per_second(nz(1))
         .burst(nz(4))
         .failed_authentications_per_minute(None)
