@@ -101,7 +101,7 @@ pub struct ClaimSettlement {
 /// 3. [`complete`](QueueStorage::complete), [`retry`](QueueStorage::retry)
 ///    and [`bury`](QueueStorage::bury) settle a taken delivery: done,
 ///    ready again after a delay, or moved to the dead letters.
-/// 4. Failures are [`StoreError`]s: [`StoreErrorKind::Full`] is answered
+/// 4. Failures are [`StoreError`]s: [`StoreErrorKind::Full`](crate::dedupe::StoreErrorKind::Full) is answered
 ///    503 `queue_full`, anything else 503 `queue_unavailable`.
 #[allow(clippy::len_without_is_empty)] // `len` is an async count, not a collection's size
 pub trait QueueStorage: Send + Sync + 'static {
