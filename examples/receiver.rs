@@ -156,9 +156,26 @@ fn config() -> Result<Config, EnvError> {
         }
         None => Networks::none(),
     };
+    let senders = match common::var("WEBHOOK_SENDER_NETWORKS")? {
+        Some(list) => {
+            Networks::parse(&list).map_err(|e| EnvError::new("WEBHOOK_SENDER_NETWORKS", e.to_string()))?
+        }
+        None => Networks::none(),
+    };
+    let sender_per_second = rate(
+        "WEBHOOK_SENDER_RATE_PER_SEC",
+        webhook_guard::rate_limit::DEFAULT_SENDER_PER_SECOND,
+    )?;
+    let sender_burst = rate(
+        "WEBHOOK_SENDER_RATE_BURST",
+        webhook_guard::rate_limit::DEFAULT_SENDER_BURST,
+    )?;
     let limiter = RateLimiter::builder()
         .per_second(per_second)
         .burst(burst)
+        .sender_networks(senders)
+        .sender_per_second(sender_per_second)
+        .sender_burst(sender_burst)
         .failed_authentications_per_minute(NonZeroU32::new(failed_auth))
         .trusted_proxies(trusted)
         // The demo believes whichever forwarding header its proxy sends;
