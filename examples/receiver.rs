@@ -346,7 +346,9 @@ impl ProcessedLog {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Err(e) = file.write_all(text.as_bytes()).and_then(|()| file.flush()) {
-            eprintln!("error: WEBHOOK_PROCESSED_LOG: cannot write: {e}");
+            // Not eprintln!, which panics when stderr cannot be written
+            // (a full disk under a redirected stderr).
+            tracing::error!(error = %e, "WEBHOOK_PROCESSED_LOG: cannot write");
         }
     }
 }
