@@ -4,9 +4,13 @@
 //!
 //! | scenario | what |
 //! |---|---|
-//! | `store aged 100/s` | MemoryStore, default bound (100 000), a [`FixedClock`] moved one second every 100 keys: 60 000 keys per 600 s replay window, so old keys age out of the window as the flood goes on |
+//! | `store aged 100/s` | MemoryStore bounded at 100 000 keys (`max_entries(DEFAULT_MAX_ENTRIES)`, the old default), a [`FixedClock`] moved one second every 100 keys: 60 000 keys per 600 s replay window, so old keys age out of the window as the flood goes on |
 //! | `store aged 200/s` | the same at 200 keys a second: 120 000 keys per window, more than the bound, so claims fail `Full` (fail closed) instead of forgetting young keys |
-//! | `store young` | `max_entries(1 000 000)`, the clock standing still: every key kept, so ΔRSS / len is the cost of one key |
+//! | `store young` | `max_entries(1 000 000)`, the clock standing still: every key kept, so ΔRSS / len is the cost of one key (with the tables at their largest, as at the bound) |
+//! | `store 64 MiB filled` | the default bound (`DEFAULT_MAX_BYTES`, 64 MiB: `capacity()` keys), the clock standing still, `capacity()` + 5 % keys sent: the store fills to about its capacity and refuses the rest `Full`; ΔRSS stays near 64 MiB (1 MiB bound without `--bench`) |
+//!
+//! `tbl B/key` is the store's own [`MemoryStore::table_bytes`] per key
+//! held, to check the RSS figure against.
 //! | `limiter IPv4` | 1 000 000 distinct IPv4 clients, default `max_tracked_clients` (100 000) |
 //! | `limiter IPv6 /64` | 1 000 000 distinct IPv6 /64 prefixes, likewise |
 //!
@@ -23,7 +27,8 @@
 //! but the allocator kept. Within a scenario, freed memory is not always
 //! returned to the OS either, so an `after forget` RSS is an upper bound.
 //!
-//! The program exits non-zero if a store holds more than its `max_entries`
+//! The program exits non-zero if a store holds more than its `capacity()`
+//! (or its tables take more than its `max_bytes`),
 //! or a limiter tracks more than `max_tracked_clients + 256`.
 //!
 //! Run:
@@ -55,6 +60,8 @@ const SCENARIO_ENV: &str = "FLOOD_MEMORY_SCENARIO";
 const KEYS_ENV: &str = "FLOOD_MEMORY_KEYS";
 /// The MemoryStore's default bound.
 const STORE_BOUND: usize = webhook_guard::dedupe::DEFAULT_MAX_ENTRIES;
+/// How far past its capacity the `store 64 MiB filled` flood goes: 5 %.
+const OVERFILL_DIV: usize = 20;
 /// The limiter's default `max_tracked_clients`.
 const LIMITER_BOUND: usize = 100_000;
 /// How far past its bound a limiter may be: it measures itself every 256
@@ -63,10 +70,11 @@ const LIMITER_SLACK: usize = 256;
 /// Longer than the limiters' quota takes to refill (1 ms).
 const REFILL_WAIT: Duration = Duration::from_millis(20);
 
-const SCENARIOS: [&str; 5] = [
+const SCENARIOS: [&str; 6] = [
     "store-aged-100",
     "store-aged-200",
     "store-young",
+    "store-filled",
     "limiter-v4",
     "limiter-v6",
 ];
@@ -83,12 +91,14 @@ struct Row {
     rss_before: u64,
     rss_after: u64,
     secs: f64,
+    /// The store's `table_bytes()` at the end (0 for a limiter).
+    table_bytes: u64,
 }
 
 impl Row {
     fn to_line(&self) -> String {
         format!(
-            "ROW\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "ROW\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             self.scenario,
             self.sent,
             self.tracked,
@@ -96,7 +106,8 @@ impl Row {
             self.refused.map_or_else(|| "-".to_owned(), |r| r.to_string()),
             self.rss_before,
             self.rss_after,
-            self.secs
+            self.secs,
+            self.table_bytes
         )
     }
 
@@ -111,6 +122,7 @@ impl Row {
             rss_before: f.next()?.parse().ok()?,
             rss_after: f.next()?.parse().ok()?,
             secs: f.next()?.parse().ok()?,
+            table_bytes: f.next()?.parse().ok()?,
         })
     }
 
@@ -143,14 +155,30 @@ fn default_times() -> Retention {
     )
 }
 
-/// Floods a MemoryStore with `n` distinct keys, moving its clock one second
-/// every `keys_per_second` keys (never, if `None`).
-fn flood_store(name: &str, n: u64, max_entries: usize, keys_per_second: Option<u64>) -> Vec<Row> {
+/// How a flooded store is bounded.
+enum Bound {
+    Entries(usize),
+    Bytes(usize),
+}
+
+/// Floods a MemoryStore with `n` distinct keys (`None`: its capacity plus
+/// 5 %), moving its clock one second every `keys_per_second` keys (never,
+/// if `None`).
+fn flood_store(name: &str, n: Option<u64>, bound: Bound, keys_per_second: Option<u64>) -> Vec<Row> {
     let clock = Arc::new(FixedClock::new(1_700_000_000));
-    let store = MemoryStore::builder()
-        .max_entries(NonZeroUsize::new(max_entries).unwrap())
-        .clock(clock.clone())
-        .build();
+    let max_bytes = match bound {
+        Bound::Bytes(max) => Some(max),
+        Bound::Entries(_) => None,
+    };
+    let builder = match bound {
+        Bound::Entries(max) => MemoryStore::builder().max_entries(NonZeroUsize::new(max).unwrap()),
+        Bound::Bytes(max) => MemoryStore::builder().max_bytes(NonZeroUsize::new(max).unwrap()),
+    };
+    let store = builder.clock(clock.clone()).build();
+    let n = n.unwrap_or_else(|| {
+        let capacity = store.capacity();
+        u64::try_from(capacity + capacity / OVERFILL_DIV).unwrap()
+    });
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let times = default_times();
     let rss_before = rss();
@@ -172,15 +200,23 @@ fn flood_store(name: &str, n: u64, max_entries: usize, keys_per_second: Option<u
         }
     });
     let secs = started.elapsed().as_secs_f64();
+    if let Some(max) = max_bytes {
+        assert!(
+            store.table_bytes() <= max,
+            "BOUND EXCEEDED: {name}: tables of {} bytes, more than {max}",
+            store.table_bytes()
+        );
+    }
     vec![Row {
         scenario: name.to_owned(),
         sent: n,
         tracked: store.len(),
-        bound: max_entries,
+        bound: store.capacity(),
         refused: Some(full),
         rss_before,
         rss_after: rss(),
         secs,
+        table_bytes: u64::try_from(store.table_bytes()).unwrap(),
     }]
 }
 
@@ -211,6 +247,7 @@ fn flood_limiter(name: &str, n: u64, client: impl Fn(u64) -> IpAddr) -> Vec<Row>
         rss_before,
         rss_after: rss(),
         secs,
+        table_bytes: 0,
     };
     std::thread::sleep(REFILL_WAIT);
     let started = Instant::now();
@@ -224,6 +261,7 @@ fn flood_limiter(name: &str, n: u64, client: impl Fn(u64) -> IpAddr) -> Vec<Row>
         rss_before,
         rss_after: rss(),
         secs: started.elapsed().as_secs_f64(),
+        table_bytes: 0,
     };
     vec![flooded, forgotten]
 }
@@ -232,9 +270,34 @@ fn flood_limiter(name: &str, n: u64, client: impl Fn(u64) -> IpAddr) -> Vec<Row>
 fn child(scenario: &str, n: u64) -> ExitCode {
     println!("BASE\t{}", rss());
     let rows = match scenario {
-        "store-aged-100" => flood_store("store aged 100/s", n, STORE_BOUND, Some(100)),
-        "store-aged-200" => flood_store("store aged 200/s", n, STORE_BOUND, Some(200)),
-        "store-young" => flood_store("store young", n, usize::try_from(n).unwrap(), None),
+        "store-aged-100" => flood_store(
+            "store aged 100/s",
+            Some(n),
+            Bound::Entries(STORE_BOUND),
+            Some(100),
+        ),
+        "store-aged-200" => flood_store(
+            "store aged 200/s",
+            Some(n),
+            Bound::Entries(STORE_BOUND),
+            Some(200),
+        ),
+        "store-young" => flood_store(
+            "store young",
+            Some(n),
+            Bound::Entries(usize::try_from(n).unwrap()),
+            None,
+        ),
+        "store-filled" => {
+            // The default bound, except in the quick check run.
+            let bytes = if n >= 100_000 {
+                MemoryStore::DEFAULT_MAX_BYTES
+            } else {
+                1 << 20
+            };
+            let name = format!("store {} MiB filled", bytes >> 20);
+            flood_store(&name, None, Bound::Bytes(bytes), None)
+        }
         "limiter-v4" => flood_limiter("limiter IPv4", n, |i| {
             // Distinct addresses from 1.0.0.0 up.
             IpAddr::V4(Ipv4Addr::from(0x0100_0000 + u32::try_from(i).unwrap()))
@@ -316,7 +379,7 @@ fn main() -> ExitCode {
     print_table(n, mode, baseline.unwrap_or(0), &rows);
     if failed.is_empty() {
         println!(
-            "\nall bounds held (store len <= max_entries; limiter tracked <= max_tracked + {LIMITER_SLACK})"
+            "\nall bounds held (store len <= capacity, tables <= max_bytes; limiter tracked <= max_tracked + {LIMITER_SLACK})"
         );
         ExitCode::SUCCESS
     } else {
@@ -336,7 +399,7 @@ fn print_table(n: u64, mode: &str, baseline: u64, rows: &[Row]) {
         REFILL_WAIT.as_millis()
     );
     println!(
-        "{:<32} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8}",
+        "{:<32} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8}",
         "scenario",
         "sent",
         "tracked",
@@ -346,11 +409,17 @@ fn print_table(n: u64, mode: &str, baseline: u64, rows: &[Row]) {
         "RSS after",
         "Δ MiB",
         "Δ B/key",
+        "tbl B/key",
         "secs"
     );
     for r in rows {
         let per_key = if r.tracked > 0 {
             format!("{:.0}", r.delta() as f64 / r.tracked as f64)
+        } else {
+            "-".to_owned()
+        };
+        let table_per_key = if r.table_bytes > 0 && r.tracked > 0 {
+            format!("{:.1}", r.table_bytes as f64 / r.tracked as f64)
         } else {
             "-".to_owned()
         };
@@ -365,7 +434,7 @@ fn print_table(n: u64, mode: &str, baseline: u64, rows: &[Row]) {
             },
         );
         println!(
-            "{:<32} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8.2}",
+            "{:<32} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8.2}",
             r.scenario,
             r.sent,
             r.tracked,
@@ -375,6 +444,7 @@ fn print_table(n: u64, mode: &str, baseline: u64, rows: &[Row]) {
             mib(r.rss_after as i64),
             mib(r.delta()),
             per_key,
+            table_per_key,
             r.secs
         );
     }

@@ -612,6 +612,128 @@ async fn memory_flood_stays_bounded() {
     }
 }
 
+/// The bound is set in bytes by default (64 MiB, 60 bytes a key), or in
+/// keys; `max_bytes` and `max_entries` set the same bound, the last call
+/// winning.
+#[test]
+fn memory_bound_in_bytes_or_keys() {
+    assert_eq!(MemoryStore::DEFAULT_MAX_BYTES, 64 << 20);
+    assert_eq!(MemoryStore::BYTES_PER_KEY, 60);
+    let default = MemoryStore::new();
+    assert_eq!(default.capacity(), 1_118_468);
+    assert_eq!(default.max_entries(), default.capacity());
+    assert!(default.capacity() * MemoryStore::BYTES_PER_KEY <= MemoryStore::DEFAULT_MAX_BYTES);
+    // Nothing is allocated up front beyond a few small tables.
+    assert!(default.table_bytes() < 64 << 10, "{}", default.table_bytes());
+
+    let mib = NonZeroUsize::new(1 << 20).unwrap();
+    let ten = NonZeroUsize::new(10).unwrap();
+    let bytes = MemoryStore::builder().max_bytes(mib).build();
+    assert_eq!(bytes.capacity(), ((1 << 20) - 16 * 48) / 60);
+    assert_eq!(
+        MemoryStore::builder()
+            .max_bytes(mib)
+            .max_entries(ten)
+            .build()
+            .capacity(),
+        10
+    );
+    assert_eq!(
+        MemoryStore::builder()
+            .max_entries(ten)
+            .max_bytes(mib)
+            .build()
+            .capacity(),
+        bytes.capacity()
+    );
+    // A bound too small for one key still holds one.
+    let tiny = MemoryStore::builder().max_bytes(NonZeroUsize::MIN).build();
+    assert_eq!(tiny.capacity(), 1);
+}
+
+/// A byte-bounded store filled with young keys: it holds at most its
+/// capacity, its tables never take more than the bytes, it refuses new
+/// keys with the time left in the replay window, forgets none of them, and
+/// takes new keys again once the old ones are past their window.
+#[tokio::test]
+async fn memory_byte_bound_fails_closed_and_stays_within_its_bytes() {
+    const BYTES: usize = 256 << 10;
+    let clock = Arc::new(FixedClock::new(T0));
+    let store = MemoryStore::builder()
+        .max_bytes(NonZeroUsize::new(BYTES).unwrap())
+        .clock(Arc::clone(&clock))
+        .build();
+    let capacity = store.capacity();
+    assert_eq!(capacity, (BYTES - 16 * 48) / 60);
+    let t = Retention::new(secs(60), secs(300), secs(86_400));
+    let mut kept = Vec::new();
+    let mut refused = 0;
+    for n in 0..(capacity as u64) * 2 {
+        let k = DedupeKey::from_id("bytes", &n.to_be_bytes());
+        match process(&store, &k, t).await {
+            Ok(()) => kept.push(k),
+            Err(e) => {
+                assert_eq!(e.kind(), StoreErrorKind::Full, "{e}");
+                assert_eq!(e.retry_after(), secs(300));
+                refused += 1;
+            }
+        }
+        assert!(store.len() <= capacity);
+        assert!(store.table_bytes() <= BYTES, "{} bytes", store.table_bytes());
+    }
+    assert_eq!(kept.len() + refused, capacity * 2);
+    assert_eq!(store.len(), kept.len());
+    // Keys spread over the shards, so some filled before others.
+    assert!(kept.len() > capacity * 8 / 10, "{} of {capacity}", kept.len());
+    for k in &kept {
+        assert_eq!(
+            claim(&store, k, LeaseToken::random(), t).await,
+            Claim::AlreadyProcessed,
+            "a young key was forgotten"
+        );
+    }
+    clock.advance(301);
+    for n in 0..100u64 {
+        let k = DedupeKey::from_id("bytes, later", &n.to_be_bytes());
+        process(&store, &k, t)
+            .await
+            .expect("keys past their replay window make room");
+    }
+    assert!(store.len() <= capacity);
+}
+
+/// The tables grow with the keys held and shrink again once they expire.
+#[tokio::test]
+async fn memory_tables_follow_the_keys() {
+    let clock = Arc::new(FixedClock::new(T0));
+    let store = MemoryStore::builder().clock(Arc::clone(&clock)).build();
+    let empty = store.table_bytes();
+    let t = Retention::new(secs(60), secs(10), secs(10));
+    for n in 0..50_000u64 {
+        process(&store, &DedupeKey::from_id("grow", &n.to_be_bytes()), t)
+            .await
+            .unwrap();
+    }
+    let grown = store.table_bytes();
+    // 50 000 keys at 48 bytes a slot, at most four fifths full.
+    assert!(grown >= 50_000 * 60, "{grown}");
+    assert!(grown <= 50_000 * 48 * 4, "{grown}");
+    // Once they have expired, new keys (few at a time) tidy them away.
+    for n in 0..50_000u64 {
+        clock.advance(11);
+        process(&store, &DedupeKey::from_id("later", &n.to_be_bytes()), t)
+            .await
+            .unwrap();
+    }
+    assert!(store.len() < 1_000, "{}", store.len());
+    assert!(
+        store.table_bytes() < grown / 8,
+        "{} of {grown}",
+        store.table_bytes()
+    );
+    assert!(store.table_bytes() >= empty);
+}
+
 // ---------------------------------------------------------------------------
 // C. Through the layer
 // ---------------------------------------------------------------------------
