@@ -370,7 +370,24 @@ fn store(state: Option<&SqliteState>) -> Result<(Arc<dyn DedupeStore>, &'static 
         return Ok((Arc::new(state.dedupe_store()), "sqlite (WEBHOOK_STATE_DIR)"));
     }
     match common::var("WEBHOOK_REDIS_URL")? {
-        None => Ok((Arc::new(MemoryStore::new()), "in-memory")),
+        None => {
+            let bytes = number(
+                "WEBHOOK_DEDUPE_MAX_BYTES",
+                u64::try_from(MemoryStore::DEFAULT_MAX_BYTES).unwrap_or(u64::MAX),
+                "a whole number of bytes",
+            )?;
+            let bytes = usize::try_from(bytes)
+                .ok()
+                .and_then(NonZeroUsize::new)
+                .ok_or_else(|| EnvError::new("WEBHOOK_DEDUPE_MAX_BYTES", "is too large"))?;
+            let store = MemoryStore::builder().max_bytes(bytes).build();
+            println!(
+                "dedupe store: in memory, {} MiB for {} keys",
+                bytes.get() / (1024 * 1024),
+                store.capacity()
+            );
+            Ok((Arc::new(store), "in-memory"))
+        }
         #[cfg(feature = "redis")]
         Some(url) => {
             let store = webhook_guard::dedupe::RedisStore::builder(url.trim())
