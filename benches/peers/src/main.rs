@@ -4,7 +4,11 @@
 //! ```text
 //! webhook-guard-peers serve <mode> <addr>   # bare|stack|full|queue-mem|queue-sqlite; addr e.g. 127.0.0.1:0
 //! webhook-guard-peers gen <n> <file>        # n signed deliveries for wrk
+//! webhook-guard-peers simulate [options]    # a sender's peak against the demo receiver
 //! ```
+//!
+//! `simulate` is the capacity check `scripts/capacity.sh` runs; see its
+//! module documentation.
 //!
 //! Every mode runs on the same runtime: tokio's multi-thread runtime with
 //! its default worker count, which is the number of CPUs the process may
@@ -15,10 +19,12 @@ use std::process::ExitCode;
 mod gen;
 mod payload;
 mod serve;
+mod simulate;
 
 const USAGE: &str = "\
 usage: webhook-guard-peers serve <bare|stack|full|queue-mem|queue-sqlite> <addr>
        webhook-guard-peers gen <n> <file>
+       webhook-guard-peers simulate [options]
 
 serve  runs one of the load benchmark's servers on <addr> (port 0: any free
        port; the address is printed on stdout) until SIGTERM or ctrl-c.
@@ -28,7 +34,11 @@ serve  runs one of the load benchmark's servers on <addr> (port 0: any free
        queue-mem:    stack, the handler run by an in-memory AckQueue (202)
        queue-sqlite: queue-mem with dedupe and queue in one SQLite file
 gen    writes <n> distinct signed GitHub deliveries (1 KiB bodies) to <file>,
-       one a line, for scripts/load/pool.lua";
+       one a line, for scripts/load/pool.lua
+simulate  sends a provider's signed deliveries to the demo receiver from
+       several source addresses, with an unsigned flood and a signature
+       guesser alongside, replays some processed deliveries at the end,
+       and checks every answer; exit status 1 when a check failed";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,6 +51,18 @@ fn main() -> ExitCode {
         ["gen", n, file] => match n.parse::<u64>() {
             Ok(n) => gen::run(n, file),
             Err(_) => return usage(&format!("<n> must be a whole number, not {n:?}")),
+        },
+        ["simulate", "-h" | "--help"] => {
+            println!("{}", simulate::OPTIONS);
+            return ExitCode::SUCCESS;
+        }
+        ["simulate", rest @ ..] => match simulate::run(rest) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) if e.starts_with("--") || e.starts_with("unknown option") => {
+                return usage(&format!("{e}\n\n{}", simulate::OPTIONS))
+            }
+            Err(e) => Err(e),
         },
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
