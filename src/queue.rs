@@ -550,9 +550,11 @@ async fn worker<S>(
         let stopping = *stopped.borrow();
         // A durable queue stops at once (what is stored stays stored); an
         // in-memory one first runs what it holds, since that would be lost.
-        // (A durable queue's worker that is stopping takes nothing more:
-        // see `run`.)
-        if stopping && durable {
+        // A delivery already taken (with the last one's completion) still
+        // runs, as one taken by `take` would; a durable queue's worker
+        // that is stopping takes nothing more (see `run`).
+        let holds_job = matches!(taken, Some(Ok(Taken::Job(_))));
+        if stopping && durable && !holds_job {
             return;
         }
         let next = match taken.take() {

@@ -168,7 +168,11 @@ async fn complete_and_take_sequence<Q: QueueStorage>(queue: &Q) {
                 assert_eq!(next_due, None);
             }
         }
-        assert_eq!(queue.len().await.unwrap(), remaining - 1, "the settled job is gone");
+        assert_eq!(
+            queue.len().await.unwrap(),
+            remaining - 1,
+            "the settled job is gone"
+        );
     }
     // Nothing running any more: a restart would have nothing to recover.
     assert_eq!(queue.recover().await.unwrap(), 0);
@@ -454,11 +458,11 @@ async fn an_enqueue_whose_settlement_fails_stores_nothing() {
     };
     let bad = delivery(1, 64);
     let good = delivery(2, 64);
-    let (refused, stored) = tokio::join!(
-        queue.enqueue(&bad, Some(unclaimed)),
-        queue.enqueue(&good, None)
+    let (refused, stored) = tokio::join!(queue.enqueue(&bad, Some(unclaimed)), queue.enqueue(&good, None));
+    assert_eq!(
+        refused.expect_err("no room for the key").kind(),
+        StoreErrorKind::Full
     );
-    assert_eq!(refused.expect_err("no room for the key").kind(), StoreErrorKind::Full);
     let id = stored.expect("the other enqueue");
     assert_eq!(queue.len().await.unwrap(), 1);
     let job = take_job(&queue).await;
