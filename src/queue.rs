@@ -544,16 +544,27 @@ async fn worker<S>(
         return;
     }
     let durable = shared.storage.is_durable();
+    // What the last run's settlement took already (`complete_and_take`).
+    let mut taken: Option<Result<Taken, StoreError>> = None;
     loop {
         let stopping = *stopped.borrow();
         // A durable queue stops at once (what is stored stays stored); an
         // in-memory one first runs what it holds, since that would be lost.
-        if stopping && durable {
+        // A delivery already taken (with the last one's completion) still
+        // runs, as one taken by `take` would; a durable queue's worker
+        // that is stopping takes nothing more (see `run`).
+        let holds_job = matches!(taken, Some(Ok(Taken::Job(_))));
+        if stopping && durable && !holds_job {
             return;
         }
-        let next_due = match shared.storage.take().await {
+        let next = match taken.take() {
+            Some(next) => next,
+            None => shared.storage.take().await,
+        };
+        let next_due = match next {
             Ok(Taken::Job(job)) => {
-                run(&shared, handler.clone(), &policy, job).await;
+                let take_next = || !(durable && *stopped.borrow());
+                taken = run(&shared, handler.clone(), &policy, job, take_next).await;
                 continue;
             }
             Ok(Taken::Idle { next_due }) => next_due,
@@ -574,7 +585,16 @@ async fn worker<S>(
     }
 }
 
-async fn run<S>(shared: &Shared, handler: S, policy: &Policy, job: Job)
+/// Runs `job` and records its outcome. After a success, when `take_next`
+/// says so, also takes the next delivery in the same trip to the storage
+/// and returns what it found.
+async fn run<S>(
+    shared: &Shared,
+    handler: S,
+    policy: &Policy,
+    job: Job,
+    take_next: impl FnOnce() -> bool,
+) -> Option<Result<Taken, StoreError>>
 where
     S: Service<Request<Body>, Response = Response, Error = Infallible>,
 {
@@ -582,7 +602,14 @@ where
     let Ok(response) = handler.oneshot(req).await;
     let status = response.status();
     let settled = if status.as_u16() < 400 {
-        shared.storage.complete(job.id).await
+        if take_next() {
+            match shared.storage.complete_and_take(job.id).await {
+                Ok(next) => return Some(Ok(next)),
+                Err(e) => Err(e),
+            }
+        } else {
+            shared.storage.complete(job.id).await
+        }
     } else {
         let error = match response.extensions().get::<Rejection>() {
             Some(r) => format!("{} {}", status.as_u16(), r.reason()),
@@ -630,6 +657,7 @@ where
             "could not record a queued delivery's outcome; it runs again after the next start"
         );
     }
+    None
 }
 
 #[cfg(test)]

@@ -25,24 +25,35 @@
 //! ([`ClaimSettlement`]) and its key marked processed are one transaction:
 //! after a crash either both are there or neither is.
 //!
-//! One exception, on purpose: a batch made only of claims, releases, takes
-//! and reads commits with `synchronous=NORMAL` (no fsync of its own). Such
-//! a commit survives the process being killed (it is in the OS's cache);
-//! only a power loss or an OS crash before the next fsync can undo it, and
-//! the next `FULL` commit's fsync of the WAL covers it too. Undoing one is
-//! harmless: a lost claim is a key free again, as when its lease expires
-//! (the handler holding it died with the machine); a lost take is a job
-//! ready again, as [`recover`](QueueStorage::recover) makes it anyway; a
-//! lost release frees the key at the end of its lease instead.
+//! One exception, on purpose: a batch made only of claims, releases,
+//! takes, completed jobs ([`complete`](QueueStorage::complete), and
+//! [`complete_and_take`](QueueStorage::complete_and_take)) and reads
+//! commits with `synchronous=NORMAL` (no fsync of its own). Such a commit
+//! survives the process being killed (SQLite has written it to the WAL
+//! file, which is in the OS's cache); only a power loss or an OS crash
+//! before the next fsync can undo it, and the next `FULL` commit's fsync
+//! of the WAL covers it too. Undoing one is harmless: a lost claim is a
+//! key free again, as when its lease expires (the handler holding it died
+//! with the machine); a lost take is a job ready again, as
+//! [`recover`](QueueStorage::recover) makes it anyway; a lost release
+//! frees the key at the end of its lease instead; a lost completion leaves
+//! the job stored as running, so [`recover`](QueueStorage::recover) makes
+//! it ready again and the handler runs it once more, which the queue's
+//! at-least-once promise allows (a handler must already bear a second run
+//! of a delivery whose process died before its completion was recorded).
 //!
 //! # Group commit
 //!
 //! One writer thread owns the connection. Every operation is sent to it
 //! and awaited; the thread takes everything that is waiting (up to 256
-//! operations), runs them in **one** transaction, each under a savepoint
-//! of its own (one failing operation does not undo the others), commits
-//! once (one fsync), then answers each. Under load many deliveries share
-//! an fsync, without any added wait when the load is light.
+//! operations), runs them in **one** transaction, commits once (one
+//! fsync), then answers each. Under load many deliveries share an fsync,
+//! without any added wait when the load is light. One failing operation
+//! does not undo the others: SQLite undoes a failed statement on its own,
+//! and an operation with two writes that must stand or fall together (an
+//! enqueue that settles a dedupe claim) runs under a savepoint of its
+//! own. Every statement is prepared once and kept in the connection's
+//! statement cache.
 //!
 //! # Failures: 503, never a guess
 //!
@@ -506,6 +517,18 @@ impl QueueStorage for SqliteQueue {
 
     fn complete(&self, id: JobId) -> StoreFuture<'_, ()> {
         Box::pin(async move { unit(self.state.call(Op::Done(id)).await?) })
+    }
+
+    /// One trip to the writer thread: the job is forgotten and the next
+    /// one taken in the same transaction (without an fsync of its own: see
+    /// the [module docs](self)).
+    fn complete_and_take(&self, id: JobId) -> StoreFuture<'_, Taken> {
+        Box::pin(async move {
+            match self.state.call(Op::DoneAndTake(id)).await? {
+                Reply::Taken(taken) => Ok(*taken),
+                _ => Err(mismatch()),
+            }
+        })
     }
 
     fn retry<'a>(&'a self, id: JobId, after: Duration, error: &'a str) -> StoreFuture<'a, ()> {

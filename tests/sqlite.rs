@@ -145,6 +145,59 @@ async fn take_is_fifo_and_counts_attempts() {
     assert_idle(&queue, None).await;
 }
 
+/// Runs the same sequence through `complete_and_take` on `queue`: each
+/// call forgets the job it settles and hands out the next, in order.
+async fn complete_and_take_sequence<Q: QueueStorage>(queue: &Q) {
+    let mut ids = Vec::new();
+    for seq in 0..3 {
+        ids.push(queue.enqueue(&delivery(seq, 64), None).await.expect("enqueue"));
+    }
+    let Taken::Job(mut job) = queue.take().await.expect("take") else {
+        panic!("expected a job");
+    };
+    for (seq, id) in ids.iter().enumerate() {
+        assert_eq!(job.id, *id);
+        assert_eq!(job.attempt, 1);
+        assert_eq!(seq_of(&job.delivery), seq as u64);
+        let remaining = ids.len() - seq;
+        assert_eq!(queue.len().await.unwrap(), remaining);
+        match queue.complete_and_take(job.id).await.expect("complete_and_take") {
+            Taken::Job(next) => job = next,
+            Taken::Idle { next_due } => {
+                assert_eq!(seq, ids.len() - 1, "idle before the last job");
+                assert_eq!(next_due, None);
+            }
+        }
+        assert_eq!(
+            queue.len().await.unwrap(),
+            remaining - 1,
+            "the settled job is gone"
+        );
+    }
+    // Nothing running any more: a restart would have nothing to recover.
+    assert_eq!(queue.recover().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn complete_and_take_settles_one_job_and_takes_the_next() {
+    let (_dir, path) = temp();
+    let clock = Arc::new(FixedClock::new(T0));
+    let state = open_fixed(&path, &clock);
+    complete_and_take_sequence(&state.queue()).await;
+    drop(state);
+    // The completions were committed: nothing comes back after a reopen.
+    let state = open_fixed(&path, &clock);
+    let queue = state.queue();
+    assert_eq!(queue.len().await.unwrap(), 0);
+    assert_eq!(queue.recover().await.unwrap(), 0);
+    assert_idle(&queue, None).await;
+}
+
+#[tokio::test]
+async fn complete_and_take_by_default_is_complete_then_take() {
+    complete_and_take_sequence(&webhook_guard::queue::MemoryQueue::new(16)).await;
+}
+
 #[tokio::test]
 async fn retry_waits_its_delay_and_counts_the_next_attempt() {
     let (_dir, path) = temp();
@@ -383,6 +436,38 @@ async fn a_refused_enqueue_leaves_its_key_unsettled() {
         store.claim(&k, LeaseToken::random(), long()).await.unwrap(),
         Claim::Acquired
     );
+}
+
+#[tokio::test]
+async fn an_enqueue_whose_settlement_fails_stores_nothing() {
+    // The enqueue writes the job, then the key: the key cannot be stored
+    // (every key slot is a live claim), so the job must not be either,
+    // while the enqueue sent beside it (often in the same batch) is stored.
+    let (_dir, path) = temp();
+    let state = SqliteState::builder(&path).max_keys(nz(1)).open().unwrap();
+    let (store, queue) = (state.dedupe_store(), state.queue());
+    let held = DedupeKey::from_id("stripe", b"evt_held");
+    assert_eq!(
+        store.claim(&held, LeaseToken::random(), long()).await.unwrap(),
+        Claim::Acquired
+    );
+    let unclaimed = ClaimSettlement {
+        key: DedupeKey::from_id("stripe", b"evt_unclaimed"),
+        token: LeaseToken::random(),
+        times: long(),
+    };
+    let bad = delivery(1, 64);
+    let good = delivery(2, 64);
+    let (refused, stored) = tokio::join!(queue.enqueue(&bad, Some(unclaimed)), queue.enqueue(&good, None));
+    assert_eq!(
+        refused.expect_err("no room for the key").kind(),
+        StoreErrorKind::Full
+    );
+    let id = stored.expect("the other enqueue");
+    assert_eq!(queue.len().await.unwrap(), 1);
+    let job = take_job(&queue).await;
+    assert_eq!((job.id, seq_of(&job.delivery)), (id, 2));
+    assert_idle(&queue, None).await;
 }
 
 #[tokio::test]

@@ -120,6 +120,18 @@ pub trait QueueStorage: Send + Sync + 'static {
     /// The handler succeeded: forget the delivery.
     fn complete(&self, id: JobId) -> StoreFuture<'_, ()>;
 
+    /// [`complete`](Self::complete) then [`take`](Self::take), which a
+    /// storage may do in one trip (the default runs one after the other).
+    /// Workers call it after each successful run. An error means the
+    /// completion may or may not be recorded (if not, the delivery runs
+    /// again after the next start) and nothing was taken.
+    fn complete_and_take(&self, id: JobId) -> StoreFuture<'_, Taken> {
+        Box::pin(async move {
+            self.complete(id).await?;
+            self.take().await
+        })
+    }
+
     /// The handler failed: ready again after `after`.
     fn retry<'a>(&'a self, id: JobId, after: Duration, error: &'a str) -> StoreFuture<'a, ()>;
 
@@ -170,6 +182,9 @@ impl<S: QueueStorage + ?Sized> QueueStorage for std::sync::Arc<S> {
     }
     fn complete(&self, id: JobId) -> StoreFuture<'_, ()> {
         (**self).complete(id)
+    }
+    fn complete_and_take(&self, id: JobId) -> StoreFuture<'_, Taken> {
+        (**self).complete_and_take(id)
     }
     fn retry<'a>(&'a self, id: JobId, after: Duration, error: &'a str) -> StoreFuture<'a, ()> {
         (**self).retry(id, after, error)

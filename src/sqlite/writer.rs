@@ -1,13 +1,15 @@
 //! The writer thread: the only owner of the connection. Schema, batches
-//! (one transaction, one savepoint per operation), and every operation's
-//! SQL.
+//! (one transaction; a savepoint only around an operation that writes
+//! twice), and every operation's SQL, each statement prepared once and
+//! kept in the connection's statement cache.
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Params, Row};
 use tokio::sync::oneshot;
 
 use super::RETRY_AFTER;
@@ -20,6 +22,9 @@ use crate::ConfigError;
 const MAX_BATCH: usize = 256;
 /// The most expired keys one sweep deletes before letting requests in.
 pub(super) const SWEEP_CHUNK: usize = 10_000;
+/// Prepared statements kept by the connection (every statement this
+/// module runs more than once fits).
+const STATEMENT_CACHE: usize = 64;
 /// The schema version this code writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
 
@@ -108,6 +113,8 @@ pub(super) enum Op {
     },
     Take,
     Done(JobId),
+    /// `Done`, then `Take`, in one trip.
+    DoneAndTake(JobId),
     Retry {
         id: JobId,
         after: Duration,
@@ -133,6 +140,8 @@ impl Op {
             Self::Claim { .. }
                 | Self::Release { .. }
                 | Self::Take
+                | Self::Done(_)
+                | Self::DoneAndTake(_)
                 | Self::Sweep
                 | Self::KeyCount
                 | Self::DeadLetters(_)
@@ -220,6 +229,7 @@ pub(super) fn open(path: &Path, config: &Config) -> Result<Connection, ConfigErr
     })?;
     conn.busy_timeout(config.busy_timeout)
         .map_err(|e| invalid(path, e))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // Normal locking: an administrative connection (dead letters) may
     // share the file with its owner; ownership is the separate owner lock.
     conn.execute_batch(
@@ -369,8 +379,29 @@ impl Writer {
         self.config.clock.now_unix_millis()
     }
 
+    /// Runs `sql` (one statement) from the statement cache.
+    fn exec(&self, sql: &str, params: impl Params) -> rusqlite::Result<usize> {
+        self.conn.prepare_cached(sql)?.execute(params)
+    }
+
+    /// The first row `sql` (one statement, from the statement cache)
+    /// answers, if any.
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, StoreError> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.query_row(params, f).optional())
+            .map_err(db)
+    }
+
     fn set_sync(&mut self, sync: SyncMode) -> rusqlite::Result<()> {
         if self.sync != sync {
+            // Not from the statement cache: SQLite applies this pragma
+            // when it prepares the statement, not when it runs it.
             self.conn.execute_batch(match sync {
                 SyncMode::Full => "PRAGMA synchronous = FULL",
                 SyncMode::Normal => "PRAGMA synchronous = NORMAL",
@@ -380,13 +411,13 @@ impl Writer {
         Ok(())
     }
 
-    /// Runs `batch` as one transaction, each operation under a savepoint,
-    /// and answers every request once the commit is known.
+    /// Runs `batch` as one transaction and answers every request once the
+    /// commit is known.
     fn run_batch(&mut self, batch: &mut Vec<Request>) {
         let light = batch.iter().all(|r| r.op.is_light());
         let begun = self
             .set_sync(if light { SyncMode::Normal } else { SyncMode::Full })
-            .and_then(|()| self.conn.execute_batch("BEGIN IMMEDIATE"));
+            .and_then(|()| self.exec("BEGIN IMMEDIATE", []));
         if let Err(e) = begun {
             let e = db(e);
             return answer_all(batch.drain(..).map(|r| (r.reply, Err(clone_error(&e)))));
@@ -398,7 +429,7 @@ impl Writer {
                 answers.push((request.reply, Err(stopped_batch())));
                 continue;
             }
-            let result = self.savepoint(request.op);
+            let result = self.run_op(request.op);
             if let Err(e) = &result {
                 if self.conn.is_autocommit() {
                     // SQLite rolled the whole transaction back (disk full,
@@ -410,7 +441,7 @@ impl Writer {
         }
         let outcome = match failed {
             Some(e) => Err(e),
-            None => self.conn.execute_batch("COMMIT").map_err(db),
+            None => self.exec("COMMIT", []).map(|_| ()).map_err(db),
         };
         match outcome {
             Ok(()) => answer_all(answers.into_iter()),
@@ -428,19 +459,39 @@ impl Writer {
         }
     }
 
-    /// Runs one operation under a savepoint: undone alone if it fails.
-    fn savepoint(&mut self, op: Op) -> Result<Reply, StoreError> {
-        self.conn.execute_batch("SAVEPOINT op").map_err(db)?;
+    /// Runs one operation so that, if it fails, none of it is stored (and
+    /// the rest of the batch is). An operation that writes once needs
+    /// nothing more: SQLite undoes a failed statement (triggers included).
+    /// Claims, settlements and takes may first evict expired keys or bury
+    /// an undecodable job, which stand on their own; only an operation
+    /// whose second write could fail after its first runs under a
+    /// savepoint.
+    fn run_op(&mut self, op: Op) -> Result<Reply, StoreError> {
+        let writes_twice = match &op {
+            Op::Enqueue { claim, .. } => claim.is_some(),
+            Op::RequeueDead(Some(ids)) => ids.len() > 1,
+            _ => false,
+        };
+        if !writes_twice {
+            let result = self.apply(op);
+            if result.is_ok() && self.conn.is_autocommit() {
+                return Err(stopped_batch());
+            }
+            return result;
+        }
+        self.exec("SAVEPOINT op", []).map_err(db)?;
         let result = self.apply(op);
         if self.conn.is_autocommit() {
             return result.and(Err(stopped_batch()));
         }
         let closed = match &result {
-            Ok(_) => self.conn.execute_batch("RELEASE op"),
-            Err(_) => self.conn.execute_batch("ROLLBACK TO op; RELEASE op"),
+            Ok(_) => self.exec("RELEASE op", []),
+            Err(_) => self
+                .exec("ROLLBACK TO op", [])
+                .and_then(|_| self.exec("RELEASE op", [])),
         };
         match closed {
-            Ok(()) => result,
+            Ok(_) => result,
             Err(e) => Err(db(e)),
         }
     }
@@ -451,12 +502,11 @@ impl Writer {
             Op::Claim { key, token, times } => self.claim(&key, token, times, now).map(Reply::Claim),
             Op::Complete(settle) => self.complete(&settle, now).map(|()| Reply::Unit),
             Op::Release { key, token } => {
-                self.conn
-                    .execute(
-                        "DELETE FROM dedupe_keys WHERE key = ?1 AND state = ?2 AND token = ?3",
-                        params![key.as_bytes(), HELD, token_bytes(token)],
-                    )
-                    .map_err(db)?;
+                self.exec(
+                    "DELETE FROM dedupe_keys WHERE key = ?1 AND state = ?2 AND token = ?3",
+                    params![key.as_bytes(), HELD, token_bytes(token)],
+                )
+                .map_err(db)?;
                 Ok(Reply::Unit)
             }
             Op::Sweep => self.sweep(now).map(Reply::Count),
@@ -468,21 +518,19 @@ impl Writer {
             } => self.enqueue(&blob, received_at, claim, now).map(Reply::Id),
             Op::Take => self.take(now).map(|t| Reply::Taken(Box::new(t))),
             Op::Done(id) => {
-                self.conn
-                    .execute(
-                        "DELETE FROM jobs WHERE id = ?1 AND state = ?2",
-                        params![id.0, RUNNING],
-                    )
-                    .map_err(db)?;
+                self.done(id)?;
                 Ok(Reply::Unit)
             }
+            Op::DoneAndTake(id) => {
+                self.done(id)?;
+                self.take(now).map(|t| Reply::Taken(Box::new(t)))
+            }
             Op::Retry { id, after, error } => {
-                self.conn
-                    .execute(
-                        "UPDATE jobs SET state = ?1, next_at_ms = ?2, last_error = ?3 WHERE id = ?4 AND state = ?5",
-                        params![READY, now.saturating_add(ms(after)), error, id.0, RUNNING],
-                    )
-                    .map_err(db)?;
+                self.exec(
+                    "UPDATE jobs SET state = ?1, next_at_ms = ?2, last_error = ?3 WHERE id = ?4 AND state = ?5",
+                    params![READY, now.saturating_add(ms(after)), error, id.0, RUNNING],
+                )
+                .map_err(db)?;
                 Ok(Reply::Unit)
             }
             Op::Bury { id, error } => {
@@ -493,8 +541,7 @@ impl Writer {
             Op::RequeueDead(ids) => self.requeue_dead(ids.as_deref(), now).map(Reply::Count),
             Op::Recover => {
                 let n = self
-                    .conn
-                    .execute(
+                    .exec(
                         "UPDATE jobs SET state = ?1 WHERE state = ?2",
                         params![READY, RUNNING],
                     )
@@ -505,23 +552,28 @@ impl Writer {
         }
     }
 
+    fn done(&self, id: JobId) -> Result<(), StoreError> {
+        self.exec(
+            "DELETE FROM jobs WHERE id = ?1 AND state = ?2",
+            params![id.0, RUNNING],
+        )
+        .map_err(db)?;
+        Ok(())
+    }
+
     fn counter(&self, name: &str) -> Result<usize, StoreError> {
         let n: i64 = self
-            .conn
-            .query_row("SELECT n FROM counters WHERE name = ?1", [name], |r| r.get(0))
-            .map_err(db)?;
+            .row("SELECT n FROM counters WHERE name = ?1", [name], |r| r.get(0))?
+            .ok_or_else(|| db(rusqlite::Error::QueryReturnedNoRows))?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
     fn key_row(&self, key: &DedupeKey) -> Result<Option<KeyRow>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT state, token, until_ms FROM dedupe_keys WHERE key = ?1",
-                [key.as_bytes()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(db)
+        self.row(
+            "SELECT state, token, until_ms FROM dedupe_keys WHERE key = ?1",
+            [key.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
     }
 
     fn put_key(
@@ -539,8 +591,7 @@ impl Writer {
         } else {
             "INSERT INTO dedupe_keys (key, state, token, until_ms, protected_until_ms) VALUES (?1, ?2, ?3, ?4, ?5)"
         };
-        self.conn
-            .execute(sql, params![key.as_bytes(), state, token, until, protected])
+        self.exec(sql, params![key.as_bytes(), state, token, until, protected])
             .map_err(db)?;
         Ok(())
     }
@@ -603,48 +654,44 @@ impl Writer {
             return Ok(());
         }
         // Dead keys first, a few at a time, so their cost is spread.
-        self.conn
-            .execute(
-                "DELETE FROM dedupe_keys WHERE key IN \
-                 (SELECT key FROM dedupe_keys WHERE until_ms <= ?1 ORDER BY until_ms LIMIT ?2)",
-                params![now, (n - max + 1).clamp(1, 256)],
-            )
-            .map_err(db)?;
+        self.exec(
+            "DELETE FROM dedupe_keys WHERE key IN \
+             (SELECT key FROM dedupe_keys WHERE until_ms <= ?1 ORDER BY until_ms LIMIT ?2)",
+            params![now, (n - max + 1).clamp(1, 256)],
+        )
+        .map_err(db)?;
         let n = count(self)?;
         if n < max {
             return Ok(());
         }
         // Then completed keys past their replay window, oldest first.
-        self.conn
-            .execute(
-                "DELETE FROM dedupe_keys WHERE key IN \
-                 (SELECT key FROM dedupe_keys WHERE protected_until_ms <= ?1 \
-                  ORDER BY protected_until_ms LIMIT ?2)",
-                params![now, n - max + 1],
-            )
-            .map_err(db)?;
+        self.exec(
+            "DELETE FROM dedupe_keys WHERE key IN \
+             (SELECT key FROM dedupe_keys WHERE protected_until_ms <= ?1 \
+              ORDER BY protected_until_ms LIMIT ?2)",
+            params![now, n - max + 1],
+        )
+        .map_err(db)?;
         if count(self)? < max {
             return Ok(());
         }
         let earliest: Option<i64> = self
-            .conn
-            .query_row("SELECT MIN(protected_until_ms) FROM dedupe_keys", [], |r| {
+            .row("SELECT MIN(protected_until_ms) FROM dedupe_keys", [], |r| {
                 r.get(0)
-            })
-            .map_err(db)?;
+            })?
+            .flatten();
         let wait = earliest.map_or(Duration::from_secs(1), |t| millis(t.saturating_sub(now)));
         Err(StoreError::full(wait.max(Duration::from_millis(1))))
     }
 
     /// Deletes keys that mean nothing any more, up to [`SWEEP_CHUNK`].
     fn sweep(&self, now: i64) -> Result<usize, StoreError> {
-        self.conn
-            .execute(
-                "DELETE FROM dedupe_keys WHERE key IN \
-                 (SELECT key FROM dedupe_keys WHERE until_ms <= ?1 ORDER BY until_ms LIMIT ?2)",
-                params![now, i64::try_from(SWEEP_CHUNK).unwrap_or(i64::MAX)],
-            )
-            .map_err(db)
+        self.exec(
+            "DELETE FROM dedupe_keys WHERE key IN \
+             (SELECT key FROM dedupe_keys WHERE until_ms <= ?1 ORDER BY until_ms LIMIT ?2)",
+            params![now, i64::try_from(SWEEP_CHUNK).unwrap_or(i64::MAX)],
+        )
+        .map_err(db)
     }
 
     fn enqueue(
@@ -657,12 +704,11 @@ impl Writer {
         if self.counter("live_jobs")? >= self.config.queue_capacity {
             return Err(StoreError::full(RETRY_AFTER));
         }
-        self.conn
-            .execute(
-                "INSERT INTO jobs (state, attempts, next_at_ms, received_at, delivery) VALUES (?1, 0, ?2, ?3, ?4)",
-                params![READY, now, received_at, blob],
-            )
-            .map_err(db)?;
+        self.exec(
+            "INSERT INTO jobs (state, attempts, next_at_ms, received_at, delivery) VALUES (?1, 0, ?2, ?3, ?4)",
+            params![READY, now, received_at, blob],
+        )
+        .map_err(db)?;
         let id = JobId(self.conn.last_insert_rowid());
         if let Some(settle) = claim {
             self.complete(&settle, now)?;
@@ -672,30 +718,32 @@ impl Writer {
 
     fn take(&self, now: i64) -> Result<Taken, StoreError> {
         loop {
-            let row: Option<(i64, i64, Vec<u8>)> = self
-                .conn
-                .query_row(
-                    "SELECT id, attempts, delivery FROM jobs WHERE state = ?1 AND next_at_ms <= ?2 \
-                     ORDER BY next_at_ms, id LIMIT 1",
-                    params![READY, now],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()
-                .map_err(db)?;
-            let Some((id, attempts, blob)) = row else {
+            // Decoded straight from SQLite's copy of the blob.
+            let row = self.row(
+                "SELECT id, attempts, delivery FROM jobs WHERE state = ?1 AND next_at_ms <= ?2 \
+                 ORDER BY next_at_ms, id LIMIT 1",
+                params![READY, now],
+                |r| {
+                    let delivery = match r.get_ref(2)? {
+                        ValueRef::Blob(blob) => Delivery::decode(blob).ok(),
+                        _ => None,
+                    };
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, delivery))
+                },
+            )?;
+            let Some((id, attempts, delivery)) = row else {
                 let next: Option<i64> = self
-                    .conn
-                    .query_row(
+                    .row(
                         "SELECT MIN(next_at_ms) FROM jobs WHERE state = ?1",
                         [READY],
                         |r| r.get(0),
-                    )
-                    .map_err(db)?;
+                    )?
+                    .flatten();
                 return Ok(Taken::Idle {
                     next_due: next.map(|t| millis(t.saturating_sub(now))),
                 });
             };
-            let Ok(delivery) = Delivery::decode(&blob) else {
+            let Some(delivery) = delivery else {
                 // Never hand out what cannot be rebuilt; keep it for an
                 // operator instead of failing every take.
                 tracing::error!(
@@ -706,12 +754,11 @@ impl Writer {
                 continue;
             };
             let attempts = attempts.saturating_add(1);
-            self.conn
-                .execute(
-                    "UPDATE jobs SET state = ?1, attempts = ?2 WHERE id = ?3",
-                    params![RUNNING, attempts, id],
-                )
-                .map_err(db)?;
+            self.exec(
+                "UPDATE jobs SET state = ?1, attempts = ?2 WHERE id = ?3",
+                params![RUNNING, attempts, id],
+            )
+            .map_err(db)?;
             return Ok(Taken::Job(Job {
                 id: JobId(id),
                 attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
@@ -721,12 +768,11 @@ impl Writer {
     }
 
     fn bury(&self, id: JobId, error: &str, now: i64) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE jobs SET state = ?1, buried_at = ?2, last_error = ?3 WHERE id = ?4 AND state <> ?1",
-                params![DEAD, now.div_euclid(1000), error, id.0],
-            )
-            .map_err(db)?;
+        self.exec(
+            "UPDATE jobs SET state = ?1, buried_at = ?2, last_error = ?3 WHERE id = ?4 AND state <> ?1",
+            params![DEAD, now.div_euclid(1000), error, id.0],
+        )
+        .map_err(db)?;
         Ok(())
     }
 
