@@ -131,6 +131,12 @@ impl DedupeKey {
         Self::derive(namespace, KeySource::Body(body))
     }
 
+    /// A key from its stored bytes (a durable store reading its file).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) fn from_stored(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     pub(crate) fn derive(namespace: &str, source: KeySource<'_>) -> Self {
         let mut h = Sha256::new();
         h.update(b"webhook-guard/dedupe/v1\0");

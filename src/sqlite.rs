@@ -16,51 +16,65 @@
 //!
 //! # What is durable, and when
 //!
-//! Every change (a claim, a completed key, an enqueued delivery, a settled
-//! job) is a SQLite transaction in WAL mode with `synchronous=FULL`: the
-//! future returns only once the transaction is committed and the WAL is
-//! fsynced. An enqueued delivery is therefore on disk **before** the 202 is
-//! sent, and a completed key is remembered across a crash, a power loss or
-//! a restart. A delivery enqueued with a dedupe settlement
-//! ([`ClaimSettlement`]) and its key marked processed are one transaction:
-//! after a crash either both are there or neither is.
+//! Every change that must outlive the process (a completed key, an
+//! enqueued delivery, a settled job) is a SQLite transaction in WAL mode
+//! with `synchronous=FULL`: the future returns only once the transaction
+//! is committed and the WAL is fsynced. An enqueued delivery is therefore
+//! on disk **before** the 202 is sent, and a completed key is remembered
+//! across a crash, a power loss or a restart. A delivery enqueued with a
+//! dedupe settlement ([`ClaimSettlement`]) and its key marked processed
+//! are one transaction: after a crash either both are there or neither is.
 //!
-//! One exception, on purpose: a batch made only of claims, releases,
-//! takes, completed jobs ([`complete`](QueueStorage::complete), and
-//! [`complete_and_take`](QueueStorage::complete_and_take)) and reads
-//! commits with `synchronous=NORMAL` (no fsync of its own). Such a commit
-//! survives the process being killed (SQLite has written it to the WAL
-//! file, which is in the OS's cache); only a power loss or an OS crash
+//! Claims are **not** written. The file has one owner process (see
+//! below), so the store answers claims, leases and releases from an
+//! in-memory index ([`MemoryStore`], bounded by
+//! [`max_keys`](SqliteStateBuilder::max_keys)) that holds every live claim
+//! and every remembered key, loaded from the file when it is opened. A
+//! claim dies with its process, which is what its lease would come to
+//! anyway: the delivery was not acknowledged, so its sender retries, and
+//! the retry is processed at once instead of waiting out a dead process's
+//! lease. Completed keys are kept in the file as a log in completion
+//! order, so each delivery appends a few bytes to the last pages instead
+//! of rewriting a page chosen by its (random) key.
+//!
+//! One exception, on purpose: a batch made only of takes, completed jobs
+//! ([`complete`](QueueStorage::complete), and
+//! [`complete_and_take`](QueueStorage::complete_and_take)), sweeps and
+//! reads commits with `synchronous=NORMAL` (no fsync of its own). Such a
+//! commit survives the process being killed (SQLite has written it to the
+//! WAL file, which is in the OS's cache); only a power loss or an OS crash
 //! before the next fsync can undo it, and the next `FULL` commit's fsync
-//! of the WAL covers it too. Undoing one is harmless: a lost claim is a
-//! key free again, as when its lease expires (the handler holding it died
-//! with the machine); a lost take is a job ready again, as
-//! [`recover`](QueueStorage::recover) makes it anyway; a lost release
-//! frees the key at the end of its lease instead; a lost completion leaves
-//! the job stored as running, so [`recover`](QueueStorage::recover) makes
-//! it ready again and the handler runs it once more, which the queue's
-//! at-least-once promise allows (a handler must already bear a second run
-//! of a delivery whose process died before its completion was recorded).
+//! of the WAL covers it too. Undoing one is harmless: a lost take is a job
+//! ready again, as [`recover`](QueueStorage::recover) makes it anyway; a
+//! lost completion leaves the job stored as running, so
+//! [`recover`](QueueStorage::recover) makes it ready again and the handler
+//! runs it once more, which the queue's at-least-once promise allows (a
+//! handler must already bear a second run of a delivery whose process died
+//! before its completion was recorded); a lost sweep deletes again.
 //!
 //! # Group commit
 //!
-//! One writer thread owns the connection. Every operation is sent to it
-//! and awaited; the thread takes everything that is waiting (up to 256
+//! One writer thread owns the connection. Every write is sent to it and
+//! awaited; the thread takes everything that is waiting (up to 256
 //! operations), runs them in **one** transaction, commits once (one
 //! fsync), then answers each. Under load many deliveries share an fsync,
-//! without any added wait when the load is light. One failing operation
-//! does not undo the others: SQLite undoes a failed statement on its own,
-//! and an operation with two writes that must stand or fall together (an
-//! enqueue that settles a dedupe claim) runs under a savepoint of its
-//! own. Every statement is prepared once and kept in the connection's
-//! statement cache.
+//! without any added wait when the load is light. An operation refused
+//! before it writes (the queue is full) fails alone; if a statement fails
+//! (disk full, I/O error), the whole batch is rolled back and every
+//! operation in it fails, so no operation is ever half stored. Every
+//! statement is prepared once and kept in the connection's statement
+//! cache.
 //!
 //! # Failures: 503, never a guess
 //!
 //! If the file cannot be written (disk full, I/O error, the commit fails),
 //! every operation of the batch answers a [`StoreError`]: the layer
-//! answers 503 with `Retry-After`, runs nothing, and the sender retries. A
-//! claim is never answered [`Claim::Acquired`] unless it is committed.
+//! answers 503 with `Retry-After`, runs nothing, and the sender retries.
+//! From then on claims fail closed too: each one first makes a probe
+//! write, and only once a write commits again are claims answered from
+//! the index. (A handler already running when the disk fills may finish
+//! without its completion being stored; the key is then remembered until
+//! the process exits, and the sender's retry after a restart runs again.)
 //!
 //! # One process per file
 //!
@@ -79,15 +93,19 @@
 //!
 //! # Bounded
 //!
-//! - **Keys**: the writer thread deletes expired keys (abandoned claims
-//!   past their lease, completed keys past their idempotency retention)
-//!   every [sweep interval](SqliteStateBuilder::sweep_interval), default
-//!   60 s. At most [`max_keys`](SqliteStateBuilder::max_keys) keys are
-//!   kept (default [`DEFAULT_MAX_KEYS`]); when full, completed keys past
-//!   their replay window are evicted first, and if every key is still
-//!   inside its replay window (or a live claim) a new key fails with
-//!   [`StoreError::full`] (503) rather than be forgotten: the same rule as
-//!   [`MemoryStore`](crate::dedupe::MemoryStore).
+//! - **Keys**: at most [`max_keys`](SqliteStateBuilder::max_keys) keys
+//!   (live claims and remembered keys) are held in memory (default
+//!   [`DEFAULT_MAX_KEYS`], 60 bytes each at the bound: see
+//!   [`MemoryStore`]); when full, keys past their replay window are
+//!   evicted first, and if every key is still inside its replay window (or
+//!   a live claim) a new key fails with [`StoreError::full`] (503) rather
+//!   than be forgotten: the same rule as [`MemoryStore`]. The file's log
+//!   of completed keys is swept every
+//!   [sweep interval](SqliteStateBuilder::sweep_interval) (default 60 s):
+//!   keys past their idempotency retention go, and past `max_keys` rows
+//!   the oldest past their replay window go too (also between sweeps,
+//!   once the log outgrows the bound by an eighth). At a start the keys
+//!   still remembered are loaded, the most recent first to find room.
 //! - **Queue**: at most [`queue_capacity`](SqliteStateBuilder::queue_capacity)
 //!   deliveries waiting or running (default [`DEFAULT_QUEUE_CAPACITY`]);
 //!   past it, enqueue fails with [`StoreError::full`] (503 `queue_full`).
@@ -107,6 +125,7 @@
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -115,16 +134,18 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::clock::{Clock, SystemClock};
-use crate::dedupe::{Claim, DedupeKey, DedupeStore, LeaseToken, Retention, StoreError, StoreFuture};
+use crate::dedupe::{
+    Claim, DedupeKey, DedupeStore, LeaseToken, MemoryStore, Retention, StoreError, StoreFuture,
+};
 use crate::queue::{ClaimSettlement, DeadLetter, Delivery, JobId, QueueStorage, Taken};
 use crate::ConfigError;
 
 mod writer;
 
-use writer::{Op, Reply, Request};
+use writer::{KeyRow, Op, Reply, Request};
 
-/// Default bound on dedupe keys kept in the file (about 100 MiB of keys
-/// at most).
+/// Default bound on dedupe keys held (in memory, 60 bytes each at the
+/// bound; the file's log of completed keys is trimmed to it).
 pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 /// Default bound on deliveries waiting or running in the queue.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
@@ -155,6 +176,12 @@ pub struct SqliteState {
 }
 
 struct Shared {
+    /// Live claims and every remembered key, loaded from the file at
+    /// start: what claims are answered from.
+    index: MemoryStore,
+    /// Set by the writer thread while the file cannot be written.
+    failing: Arc<AtomicBool>,
+    clock: Arc<dyn Clock>,
     sender: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
@@ -211,6 +238,7 @@ impl SqliteState {
                 max_pages: None,
                 clock: Arc::new(SystemClock),
                 owner: true,
+                failing: Arc::new(AtomicBool::new(false)),
             },
         }
     }
@@ -248,13 +276,28 @@ impl SqliteState {
         }
     }
 
-    /// How many dedupe keys the file holds (live or not yet swept).
+    /// How many completed dedupe keys the file holds (remembered or not
+    /// yet swept; a key completed again after its retention counts
+    /// twice until the sweep). Live claims are not in the file.
     ///
     /// # Errors
     ///
-    /// [`StoreError`] if the file could not be read.
+    /// [`StoreError`] if the writer thread has stopped.
     pub async fn key_count(&self) -> Result<usize, StoreError> {
         count(self.call(Op::KeyCount).await?)
+    }
+
+    /// Fails closed while the file cannot be written: if the last write
+    /// failed, a probe write must succeed first.
+    async fn writable(&self) -> Result<(), StoreError> {
+        if self.shared.failing.load(Ordering::Relaxed) {
+            unit(self.call(Op::Probe).await?)?;
+        }
+        Ok(())
+    }
+
+    fn now(&self) -> i64 {
+        self.shared.clock.now_unix_millis()
     }
 
     fn scope(&self) -> usize {
@@ -371,6 +414,27 @@ impl SqliteStateBuilder {
             None
         };
         let conn = writer::open(&self.path, &self.config)?;
+        let index = MemoryStore::builder()
+            .max_entries(NonZeroUsize::new(self.config.max_keys).unwrap_or(NonZeroUsize::MIN))
+            .shared_clock(Arc::clone(&self.config.clock))
+            .build();
+        if self.config.owner {
+            let now = self.config.clock.now_unix_millis();
+            let (loaded, skipped) =
+                writer::load_keys(&conn, &index, now).map_err(|e| ConfigError::InvalidStore {
+                    reason: format!("SQLite file {}: cannot read its keys: {e}", self.path.display()),
+                })?;
+            if skipped > 0 {
+                tracing::warn!(
+                    target: "webhook_guard",
+                    loaded,
+                    skipped,
+                    "SQLite: more remembered keys than max_keys; the oldest were left out"
+                );
+            }
+        }
+        let failing = Arc::clone(&self.config.failing);
+        let clock = Arc::clone(&self.config.clock);
         let (sender, receiver) = mpsc::channel();
         let config = self.config;
         let thread = std::thread::Builder::new()
@@ -381,6 +445,9 @@ impl SqliteStateBuilder {
             })?;
         Ok(SqliteState {
             shared: Arc::new(Shared {
+                index,
+                failing,
+                clock,
                 sender: Some(sender),
                 thread: Some(thread),
                 path: self.path,
@@ -421,6 +488,9 @@ impl SqliteStore {
 }
 
 impl DedupeStore for SqliteStore {
+    /// Answered from the in-memory index (no disk write): a claim lives
+    /// only as long as the process that holds it. Fails closed while the
+    /// file cannot be written.
     fn claim<'a>(
         &'a self,
         key: &'a DedupeKey,
@@ -428,21 +498,12 @@ impl DedupeStore for SqliteStore {
         times: Retention,
     ) -> StoreFuture<'a, Claim> {
         Box::pin(async move {
-            match self
-                .state
-                .call(Op::Claim {
-                    key: *key,
-                    token,
-                    times,
-                })
-                .await?
-            {
-                Reply::Claim(claim) => Ok(claim),
-                _ => Err(mismatch()),
-            }
+            self.state.writable().await?;
+            self.state.shared.index.claim_now(key, token, times)
         })
     }
 
+    /// Committed to the file (with an fsync) before the index records it.
     fn complete<'a>(
         &'a self,
         key: &'a DedupeKey,
@@ -450,17 +511,26 @@ impl DedupeStore for SqliteStore {
         times: Retention,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
+            let index = &self.state.shared.index;
+            if !index.would_complete(key, token)? {
+                return Ok(());
+            }
             let settle = ClaimSettlement {
                 key: *key,
                 token,
                 times,
             };
-            unit(self.state.call(Op::Complete(settle)).await?)
+            let row = KeyRow::completed(&settle, self.state.now());
+            unit(self.state.call(Op::Complete(row)).await?)?;
+            index.complete_now(key, token, times)
         })
     }
 
     fn release<'a>(&'a self, key: &'a DedupeKey, token: LeaseToken) -> StoreFuture<'a, ()> {
-        Box::pin(async move { unit(self.state.call(Op::Release { key: *key, token }).await?) })
+        Box::pin(async move {
+            self.state.shared.index.release_now(key, token);
+            Ok(())
+        })
     }
 
     fn transaction_scope(&self) -> Option<usize> {
@@ -494,15 +564,29 @@ impl QueueStorage for SqliteQueue {
         claim: Option<ClaimSettlement>,
     ) -> StoreFuture<'a, JobId> {
         Box::pin(async move {
+            let index = &self.state.shared.index;
+            // A settlement for a key someone else holds (our lease ran out)
+            // stores the delivery but leaves the key to its holder.
+            let settle = match claim {
+                Some(settle) if index.would_complete(&settle.key, settle.token)? => Some(settle),
+                _ => None,
+            };
             let op = Op::Enqueue {
                 blob: delivery.encode(),
                 received_at: delivery.received_at_unix(),
-                claim,
+                key: settle.as_ref().map(|s| KeyRow::completed(s, self.state.now())),
             };
-            match self.state.call(op).await? {
-                Reply::Id(id) => Ok(id),
-                _ => Err(mismatch()),
+            let id = match self.state.call(op).await? {
+                Reply::Id(id) => id,
+                _ => return Err(mismatch()),
+            };
+            if let Some(s) = settle {
+                // Committed: a failure here (no room left since the check)
+                // leaves the key claimed until its lease ends, and the
+                // file remembers it from the next start.
+                let _ = index.complete_now(&s.key, s.token, s.times);
             }
+            Ok(id)
         })
     }
 

@@ -364,12 +364,14 @@ async fn completed_key_is_remembered_after_a_reopen() {
         store.claim(&k, LeaseToken::random(), long()).await.unwrap(),
         Claim::AlreadyProcessed
     );
-    // A claim's lease outlives the process that took it.
-    assert!(matches!(
+    // A claim lives only as long as the process that took it (claims are
+    // never written): the sender's retry after a crash is processed at
+    // once instead of waiting out a dead process's lease.
+    assert_eq!(
         store.claim(&held, LeaseToken::random(), long()).await.unwrap(),
-        Claim::InProgress { .. }
-    ));
-    assert_eq!(store.state().key_count().await.unwrap(), 2);
+        Claim::Acquired
+    );
+    assert_eq!(store.state().key_count().await.unwrap(), 1);
 }
 
 #[tokio::test]
@@ -500,8 +502,8 @@ async fn sweep_deletes_expired_keys_only() {
     let clock = Arc::new(FixedClock::new(T0));
     let state = open_fixed(&path, &clock);
     let store = state.dedupe_store();
-    // Completed: window 1 s, retention 2 s. Abandoned claim: lease 1 s.
-    // Long-lived: retention 1 h.
+    // Completed: window 1 s, retention 2 s. Abandoned claims (lease 1 s)
+    // are never written. Long-lived: retention 1 h.
     let short = Retention::new(secs(1), secs(1), secs(2));
     for n in 0..10u32 {
         let k = DedupeKey::from_id("sweep", &n.to_be_bytes());
@@ -515,10 +517,10 @@ async fn sweep_deletes_expired_keys_only() {
     let tok = LeaseToken::random();
     store.claim(&kept, tok, long()).await.unwrap();
     store.complete(&kept, tok, long()).await.unwrap();
-    assert_eq!(state.key_count().await.unwrap(), 11);
+    assert_eq!(state.key_count().await.unwrap(), 6, "completed keys only");
     assert_eq!(state.sweep().await.unwrap(), 0, "nothing expired yet");
     clock.advance(1);
-    assert_eq!(state.sweep().await.unwrap(), 5, "the abandoned claims");
+    assert_eq!(state.sweep().await.unwrap(), 0, "inside their retention");
     clock.advance(1);
     assert_eq!(
         state.sweep().await.unwrap(),
@@ -528,6 +530,59 @@ async fn sweep_deletes_expired_keys_only() {
     assert_eq!(state.key_count().await.unwrap(), 1);
     assert_eq!(
         store.claim(&kept, LeaseToken::random(), long()).await.unwrap(),
+        Claim::AlreadyProcessed
+    );
+    // What was swept is not loaded again after a reopen; what was kept is.
+    drop((store, state));
+    let state = open_fixed(&path, &clock);
+    let store = state.dedupe_store();
+    assert_eq!(state.key_count().await.unwrap(), 1);
+    assert_eq!(
+        store.claim(&kept, LeaseToken::random(), long()).await.unwrap(),
+        Claim::AlreadyProcessed
+    );
+    let swept = DedupeKey::from_id("sweep", &0u32.to_be_bytes());
+    assert_eq!(
+        store.claim(&swept, LeaseToken::random(), short).await.unwrap(),
+        Claim::Acquired
+    );
+}
+
+/// Keys past their retention in the file are not loaded at a reopen even
+/// before the sweep deleted them, and a key completed twice keeps its
+/// later retention.
+#[tokio::test]
+async fn a_reopen_loads_only_keys_still_remembered() {
+    let (_dir, path) = temp();
+    let clock = Arc::new(FixedClock::new(T0));
+    let short = Retention::new(secs(1), secs(1), secs(2));
+    let (gone, twice) = (
+        DedupeKey::from_id("load", b"gone"),
+        DedupeKey::from_id("load", b"twice"),
+    );
+    {
+        let state = open_fixed(&path, &clock);
+        let store = state.dedupe_store();
+        for k in [&gone, &twice] {
+            let tok = LeaseToken::random();
+            store.claim(k, tok, short).await.unwrap();
+            store.complete(k, tok, short).await.unwrap();
+        }
+        clock.advance(3);
+        let tok = LeaseToken::random();
+        assert_eq!(store.claim(&twice, tok, long()).await.unwrap(), Claim::Acquired);
+        store.complete(&twice, tok, long()).await.unwrap();
+        assert_eq!(state.key_count().await.unwrap(), 3, "not swept yet");
+    }
+    let state = open_fixed(&path, &clock);
+    let store = state.dedupe_store();
+    assert_eq!(
+        store.claim(&gone, LeaseToken::random(), short).await.unwrap(),
+        Claim::Acquired
+    );
+    clock.advance(10);
+    assert_eq!(
+        store.claim(&twice, LeaseToken::random(), long()).await.unwrap(),
         Claim::AlreadyProcessed
     );
 }
@@ -569,38 +624,54 @@ async fn full_of_young_keys_fails_closed_then_evicts_old_ones() {
     let clock = Arc::new(FixedClock::new(T0));
     let state = SqliteState::builder(&path)
         .clock(Arc::clone(&clock))
-        .max_keys(nz(2))
+        .max_keys(nz(1))
         .open()
         .unwrap();
     let store = state.dedupe_store();
     let t = Retention::new(secs(60), secs(600), secs(3600));
-    let keys: Vec<_> = (0..4u8).map(|n| DedupeKey::from_id("bound", &[n])).collect();
+    let keys: Vec<_> = (0..2u8).map(|n| DedupeKey::from_id("bound", &[n])).collect();
     let tok = LeaseToken::random();
     store.claim(&keys[0], tok, t).await.unwrap();
     store.complete(&keys[0], tok, t).await.unwrap();
     clock.advance(100);
-    assert_eq!(store.claim(&keys[1], tok, t).await.unwrap(), Claim::Acquired);
-    let err = store.claim(&keys[2], tok, t).await.expect_err("full");
+    let err = store.claim(&keys[1], tok, t).await.expect_err("full");
     assert_eq!(err.kind(), StoreErrorKind::Full);
-    // Room frees up when keys[1]'s lease ends (60 s), before keys[0]
-    // leaves its replay window (500 s).
-    assert_eq!(err.retry_after(), secs(60));
-    // A complete of an unknown key needs room too, and fails the same way.
+    // Room frees up when keys[0] leaves its replay window (600 s after
+    // its completion).
+    assert_eq!(err.retry_after(), secs(500));
+    // A complete of an unknown key needs room too, fails the same way,
+    // and writes nothing.
     assert_eq!(
-        store.complete(&keys[2], tok, t).await.expect_err("full").kind(),
+        store.complete(&keys[1], tok, t).await.expect_err("full").kind(),
         StoreErrorKind::Full
     );
+    assert_eq!(state.key_count().await.unwrap(), 1);
     assert_eq!(
         store.claim(&keys[0], LeaseToken::random(), t).await.unwrap(),
         Claim::AlreadyProcessed,
         "nothing young was forgotten"
     );
     clock.advance(500);
-    // keys[0] is past its window: evicted to make room. keys[1]'s claim
-    // (lease 60 s) expired long ago, so it goes first.
-    assert_eq!(store.claim(&keys[2], tok, t).await.unwrap(), Claim::Acquired);
-    assert_eq!(store.claim(&keys[3], tok, t).await.unwrap(), Claim::Acquired);
+    // keys[0] is past its window: evicted to make room.
+    assert_eq!(store.claim(&keys[1], tok, t).await.unwrap(), Claim::Acquired);
+    store.complete(&keys[1], tok, t).await.unwrap();
+    // The file still holds keys[0] (inside its retention) until the sweep
+    // trims the log to the bound, oldest past its window first.
     assert_eq!(state.key_count().await.unwrap(), 2);
+    assert_eq!(state.sweep().await.unwrap(), 1);
+    assert_eq!(state.key_count().await.unwrap(), 1);
+    // Reopened, the bound holds keys[1] (the newer), not keys[0].
+    drop((store, state));
+    let state = SqliteState::builder(&path)
+        .clock(Arc::clone(&clock))
+        .max_keys(nz(1))
+        .open()
+        .unwrap();
+    let store = state.dedupe_store();
+    assert_eq!(
+        store.claim(&keys[1], LeaseToken::random(), t).await.unwrap(),
+        Claim::AlreadyProcessed
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -610,9 +681,9 @@ async fn full_of_young_keys_fails_closed_then_evicts_old_ones() {
 /// The file is capped with `max_file_size` (SQLite's `max_page_count`), so
 /// once it is full every write fails inside SQLite with `SQLITE_FULL`,
 /// exactly as on a full disk: the real error path of the writer thread
-/// (the statement fails, the savepoint or the transaction is rolled
-/// back). Ops must answer errors, never `Acquired`, and the store must
-/// work again once room is made.
+/// (the statement fails, the batch is rolled back). Ops must answer
+/// errors, claims must fail closed while the file cannot be written, and
+/// the store must work again once room is made.
 #[tokio::test]
 async fn a_full_file_fails_closed_and_recovers() {
     let (_dir, path) = temp();
@@ -647,32 +718,26 @@ async fn a_full_file_fails_closed_and_recovers() {
         "the failed one was not stored"
     );
 
-    // Claims of new keys fill the last free bytes, then fail: every answer
-    // is either a real, committed claim or an error.
-    let t = long();
-    let mut acquired = Vec::new();
-    let refused = loop {
-        let k = DedupeKey::from_id("full", &(acquired.len() as u64).to_be_bytes());
-        match store.claim(&k, LeaseToken::random(), t).await {
-            Ok(Claim::Acquired) => acquired.push(k),
-            Ok(other) => panic!("a fresh key answered {other:?}"),
-            Err(e) => break (k, e),
+    // Smaller deliveries take the last free pages, so that nothing fits.
+    loop {
+        match queue.enqueue(&delivery(stored.len() as u64, 512), None).await {
+            Ok(id) => stored.push(id),
+            Err(e) => break assert_eq!(e.kind(), StoreErrorKind::Unavailable),
         }
-        assert!(acquired.len() < 100_000, "claims never failed in a full file");
-    };
-    assert_eq!(refused.1.kind(), StoreErrorKind::Unavailable);
-    for k in &acquired {
-        assert!(
-            matches!(
-                store.claim(k, LeaseToken::random(), t).await.unwrap(),
-                Claim::InProgress { .. }
-            ),
-            "an acquired claim was really stored"
-        );
+        assert!(stored.len() < 2_000, "a 256 KiB file never filled");
     }
-    // Still failing, however often it is asked.
+
+    // Claims are not written, but while the file cannot be written they
+    // fail closed (each one probes the file), however often they are
+    // asked: no handler runs whose completion could not be stored.
+    let t = long();
+    let refused = DedupeKey::from_id("full", b"refused");
     for _ in 0..3 {
-        assert!(store.claim(&refused.0, LeaseToken::random(), t).await.is_err());
+        let err = store
+            .claim(&refused, LeaseToken::random(), t)
+            .await
+            .expect_err("a full file fails claims closed");
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable);
     }
 
     // Settling deliveries frees pages: the same file works again.
@@ -680,14 +745,78 @@ async fn a_full_file_fails_closed_and_recovers() {
         let job = take_job(&queue).await;
         queue.complete(job.id).await.unwrap();
     }
-    assert_eq!(
-        store.claim(&refused.0, LeaseToken::random(), t).await.unwrap(),
-        Claim::Acquired
-    );
+    let tok = LeaseToken::random();
+    assert_eq!(store.claim(&refused, tok, t).await.unwrap(), Claim::Acquired);
+    store.complete(&refused, tok, t).await.expect("room again");
     queue
         .enqueue(&delivery(10_000, 1024), None)
         .await
         .expect("room again");
+}
+
+/// A file written by version 1 of the schema (development builds before
+/// the first release: every key in a table keyed by the key, counters kept
+/// by triggers) opens: its completed keys are remembered, its claims are
+/// dropped, its jobs are kept.
+#[tokio::test]
+async fn a_version_1_file_is_migrated() {
+    let (_dir, path) = temp();
+    let done = DedupeKey::from_id("stripe", b"evt_v1_done");
+    let held = DedupeKey::from_id("stripe", b"evt_v1_held");
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE dedupe_keys (key BLOB PRIMARY KEY NOT NULL, state INTEGER NOT NULL,
+                 token BLOB, until_ms INTEGER NOT NULL, protected_until_ms INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, state INTEGER NOT NULL,
+                 attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL, last_error TEXT,
+                 received_at INTEGER NOT NULL, buried_at INTEGER, delivery BLOB NOT NULL);
+             CREATE INDEX jobs_take ON jobs (state, next_at_ms, id);
+             CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TRIGGER keys_insert AFTER INSERT ON dedupe_keys
+                 BEGIN UPDATE counters SET n = n + 1 WHERE name = 'keys'; END;
+             CREATE TABLE meta (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        let later = now_ms + 3_600_000;
+        conn.execute(
+            "INSERT INTO dedupe_keys VALUES (?1, 1, NULL, ?2, ?2)",
+            rusqlite::params![done.as_bytes().as_slice(), later],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO dedupe_keys VALUES (?1, 0, x'00', ?2, ?2)",
+            rusqlite::params![held.as_bytes().as_slice(), later],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO jobs (state, next_at_ms, received_at, delivery) VALUES (0, 0, 0, ?1)",
+            [delivery(42, 64).encode()],
+        )
+        .unwrap();
+    }
+    let state = SqliteState::open(&path).expect("a version 1 file opens");
+    let store = state.dedupe_store();
+    assert_eq!(
+        store.claim(&done, LeaseToken::random(), long()).await.unwrap(),
+        Claim::AlreadyProcessed
+    );
+    assert_eq!(
+        store.claim(&held, LeaseToken::random(), long()).await.unwrap(),
+        Claim::Acquired
+    );
+    assert_eq!(state.key_count().await.unwrap(), 1);
+    let job = take_job(&state.queue()).await;
+    assert_eq!(seq_of(&job.delivery), 42);
 }
 
 // ---------------------------------------------------------------------------

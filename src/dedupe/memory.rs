@@ -415,6 +415,66 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// Whether [`complete_now`](Self::complete_now) of `key` by `token`
+    /// would record it (`true`: ours, an expired entry, or a new key with
+    /// room) or change nothing (`false`: someone else's live claim, or
+    /// already completed), without recording it. A new key with no room is
+    /// [`StoreError::full`]. May evict what eviction allows (as a claim
+    /// would).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) fn would_complete(&self, key: &DedupeKey, token: LeaseToken) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut shard = self.shard(key);
+        match shard.find(key) {
+            Ok(i) => {
+                let slot = shard.slots[i];
+                if slot.dead(now) {
+                    return Ok(true);
+                }
+                Ok(slot.is_held() && shard.claims.get(key) == Some(&token))
+            }
+            Err(_) => shard.make_room(now).map(|()| true),
+        }
+    }
+
+    /// Puts back a completed key remembered elsewhere (a durable store's
+    /// file), protected until `protected_until` and remembered until
+    /// `remembered_until` (Unix milliseconds). A key already present keeps
+    /// the later of the two records. Returns `false` if it was past its
+    /// retention or there was no room for it.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) fn restore(&self, key: &DedupeKey, protected_until: i64, remembered_until: i64) -> bool {
+        let now = self.now();
+        let done = Slot {
+            key: *key,
+            guard: enc(protected_until),
+            expires: enc(remembered_until).min(HELD - 1),
+        };
+        if done.dead(now) {
+            return false;
+        }
+        let mut shard = self.shard(key);
+        match shard.find(key) {
+            Ok(i) => {
+                let slot = shard.slots[i];
+                if slot.is_held() {
+                    shard.claims.remove(key);
+                    shard.slots[i] = done;
+                } else if slot.dead(now) || slot.expires < done.expires {
+                    shard.slots[i] = done;
+                }
+                true
+            }
+            Err(_) => {
+                if shard.make_room(now).is_err() {
+                    return false;
+                }
+                shard.put(done);
+                true
+            }
+        }
+    }
+
     pub(crate) fn release_now(&self, key: &DedupeKey, token: LeaseToken) {
         let mut shard = self.shard(key);
         if let Ok(i) = shard.find(key) {
@@ -742,6 +802,13 @@ impl MemoryStoreBuilder {
     /// The clock for leases and retention. Default: the system clock.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The clock, shared with its owner (a durable store's index).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 

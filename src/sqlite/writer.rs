@@ -1,9 +1,10 @@
 //! The writer thread: the only owner of the connection. Schema, batches
-//! (one transaction; a savepoint only around an operation that writes
-//! twice), and every operation's SQL, each statement prepared once and
-//! kept in the connection's statement cache.
+//! (one transaction each, rolled back whole if a statement fails), and
+//! every operation's SQL, each statement prepared once and kept in the
+//! connection's statement cache.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::RETRY_AFTER;
 use crate::clock::Clock;
-use crate::dedupe::{Claim, DedupeKey, LeaseToken, Retention, StoreError};
+use crate::dedupe::{DedupeKey, MemoryStore, StoreError};
 use crate::queue::{ClaimSettlement, DeadLetter, Delivery, Job, JobId, Taken};
 use crate::ConfigError;
 
@@ -26,26 +27,28 @@ pub(super) const SWEEP_CHUNK: usize = 10_000;
 /// module runs more than once fits).
 const STATEMENT_CACHE: usize = 64;
 /// The schema version this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
-
-const HELD: i64 = 0;
-const DONE: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const READY: i64 = 0;
 const RUNNING: i64 = 1;
 const DEAD: i64 = 2;
 
-const SCHEMA_V1: &str = "
-CREATE TABLE dedupe_keys (
-    key BLOB PRIMARY KEY NOT NULL,          -- a DedupeKey, 32 bytes
-    state INTEGER NOT NULL,                 -- 0 held, 1 done
-    token BLOB,                             -- the holder's LeaseToken, 16 bytes
-    until_ms INTEGER NOT NULL,              -- held: lease end; done: idempotency end
+/// Completed dedupe keys are a log in completion order: appends touch the
+/// last pages only, whatever the keys' (random) bytes. Lookups are served
+/// by the in-memory index loaded from it at start (see the module docs of
+/// `sqlite`); a key completed twice has two rows, and the later retention
+/// wins.
+const SCHEMA_KEYS: &str = "
+CREATE TABLE done_keys (
+    seq INTEGER PRIMARY KEY,                -- completion order
+    key BLOB NOT NULL,                      -- a DedupeKey, 32 bytes
+    until_ms INTEGER NOT NULL,              -- remembered until (idempotency end)
     protected_until_ms INTEGER NOT NULL     -- never evicted before (replay window end)
-) WITHOUT ROWID;
-CREATE INDEX dedupe_keys_until ON dedupe_keys (until_ms);
-CREATE INDEX dedupe_keys_protected ON dedupe_keys (protected_until_ms);
+);
+CREATE INDEX done_keys_until ON done_keys (until_ms);
+";
 
+const SCHEMA_JOBS: &str = "
 CREATE TABLE jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     state INTEGER NOT NULL,                 -- 0 ready, 1 running, 2 dead
@@ -58,22 +61,24 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_take ON jobs (state, next_at_ms, id);
 
-CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL) WITHOUT ROWID;
-INSERT INTO counters (name, n) VALUES ('keys', 0), ('live_jobs', 0);
-CREATE TRIGGER keys_insert AFTER INSERT ON dedupe_keys
-    BEGIN UPDATE counters SET n = n + 1 WHERE name = 'keys'; END;
-CREATE TRIGGER keys_delete AFTER DELETE ON dedupe_keys
-    BEGIN UPDATE counters SET n = n - 1 WHERE name = 'keys'; END;
-CREATE TRIGGER jobs_insert AFTER INSERT ON jobs WHEN NEW.state <> 2
-    BEGIN UPDATE counters SET n = n + 1 WHERE name = 'live_jobs'; END;
-CREATE TRIGGER jobs_delete AFTER DELETE ON jobs WHEN OLD.state <> 2
-    BEGIN UPDATE counters SET n = n - 1 WHERE name = 'live_jobs'; END;
-CREATE TRIGGER jobs_bury AFTER UPDATE OF state ON jobs WHEN OLD.state <> 2 AND NEW.state = 2
-    BEGIN UPDATE counters SET n = n - 1 WHERE name = 'live_jobs'; END;
-CREATE TRIGGER jobs_unbury AFTER UPDATE OF state ON jobs WHEN OLD.state = 2 AND NEW.state <> 2
-    BEGIN UPDATE counters SET n = n + 1 WHERE name = 'live_jobs'; END;
-
 CREATE TABLE meta (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
+";
+
+/// Version 1 (development builds before the first release) kept every key,
+/// claims included, in a table keyed by the key, with counters kept by
+/// triggers: its completed keys move to the log, the rest goes.
+const MIGRATE_V1: &str = "
+DROP TRIGGER IF EXISTS keys_insert;
+DROP TRIGGER IF EXISTS keys_delete;
+DROP TRIGGER IF EXISTS jobs_insert;
+DROP TRIGGER IF EXISTS jobs_delete;
+DROP TRIGGER IF EXISTS jobs_bury;
+DROP TRIGGER IF EXISTS jobs_unbury;
+DROP TABLE IF EXISTS counters;
+INSERT INTO done_keys (key, until_ms, protected_until_ms)
+    SELECT key, until_ms, protected_until_ms FROM dedupe_keys WHERE state = 1
+    ORDER BY protected_until_ms;
+DROP TABLE dedupe_keys;
 ";
 
 pub(super) struct Config {
@@ -85,6 +90,9 @@ pub(super) struct Config {
     pub(super) clock: Arc<dyn Clock>,
     /// Whether this state owns the file (takes the owner lock).
     pub(super) owner: bool,
+    /// Set while the file cannot be written (the last write failed),
+    /// cleared by the next write that commits.
+    pub(super) failing: Arc<AtomicBool>,
 }
 
 pub(super) struct Request {
@@ -93,23 +101,36 @@ pub(super) struct Request {
     pub(super) reply: Option<oneshot::Sender<Result<Reply, StoreError>>>,
 }
 
+/// A completed key as the file keeps it (times in Unix milliseconds).
+#[derive(Clone, Copy)]
+pub(super) struct KeyRow {
+    pub(super) key: DedupeKey,
+    pub(super) until_ms: i64,
+    pub(super) protected_until_ms: i64,
+}
+
+impl KeyRow {
+    /// The row of `settle` completed at `now` (Unix milliseconds).
+    pub(super) fn completed(settle: &ClaimSettlement, now: i64) -> Self {
+        Self {
+            key: settle.key,
+            until_ms: now.saturating_add(ms(settle.times.idempotency())),
+            protected_until_ms: now.saturating_add(ms(settle.times.replay_window())),
+        }
+    }
+}
+
 pub(super) enum Op {
-    Claim {
-        key: DedupeKey,
-        token: LeaseToken,
-        times: Retention,
-    },
-    Complete(ClaimSettlement),
-    Release {
-        key: DedupeKey,
-        token: LeaseToken,
-    },
+    /// A write that needs fresh pages, undone at once: whether the file
+    /// can be written again.
+    Probe,
+    Complete(KeyRow),
     Sweep,
     KeyCount,
     Enqueue {
         blob: Vec<u8>,
         received_at: i64,
-        claim: Option<ClaimSettlement>,
+        key: Option<KeyRow>,
     },
     Take,
     Done(JobId),
@@ -137,9 +158,7 @@ impl Op {
     fn is_light(&self) -> bool {
         matches!(
             self,
-            Self::Claim { .. }
-                | Self::Release { .. }
-                | Self::Take
+            Self::Take
                 | Self::Done(_)
                 | Self::DoneAndTake(_)
                 | Self::Sweep
@@ -148,10 +167,14 @@ impl Op {
                 | Self::Len
         )
     }
+
+    /// Whether the operation only reads.
+    fn is_read(&self) -> bool {
+        matches!(self, Self::KeyCount | Self::DeadLetters(_) | Self::Len)
+    }
 }
 
 pub(super) enum Reply {
-    Claim(Claim),
     Unit,
     Id(JobId),
     Taken(Box<Taken>),
@@ -300,16 +323,47 @@ fn explain(path: &Path, e: rusqlite::Error) -> ConfigError {
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version == 0 {
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-        ))
-        .inspect_err(|_| {
-            let _ = conn.execute_batch("ROLLBACK");
-        })?;
+    let steps = match version {
+        0 => format!("{SCHEMA_KEYS} {SCHEMA_JOBS}"),
+        1 => format!("{SCHEMA_KEYS} {MIGRATE_V1}"),
+        // The current version, or a newer one (refused by the caller).
+        _ => return Ok(()),
+    };
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    ))
+    .inspect_err(|_| {
+        let _ = conn.execute_batch("ROLLBACK");
+    })
+}
+
+/// Loads the completed keys still remembered into `index`, the most
+/// recent first, so that if they do not all fit the oldest are left out
+/// (of two rows of one key, the later retention wins). Returns how many
+/// were loaded and how many found no room.
+pub(super) fn load_keys(
+    conn: &Connection,
+    index: &MemoryStore,
+    now: i64,
+) -> rusqlite::Result<(usize, usize)> {
+    let mut stmt = conn.prepare(
+        "SELECT key, until_ms, protected_until_ms FROM done_keys WHERE until_ms > ?1 ORDER BY seq DESC",
+    )?;
+    let mut rows = stmt.query([now])?;
+    let (mut loaded, mut skipped) = (0usize, 0usize);
+    while let Some(row) = rows.next()? {
+        let key = match row.get_ref(0)? {
+            ValueRef::Blob(b) => <[u8; 32]>::try_from(b).ok(),
+            _ => None,
+        };
+        let Some(key) = key else { continue };
+        if index.restore(&DedupeKey::from_stored(key), row.get(2)?, row.get(1)?) {
+            loaded += 1;
+        } else {
+            skipped += 1;
+        }
     }
-    // Later versions: `if version == 1 { … PRAGMA user_version = 2 }`.
-    Ok(())
+    Ok((loaded, skipped))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -322,17 +376,44 @@ struct Writer {
     conn: Connection,
     config: Config,
     sync: SyncMode,
+    /// Jobs waiting or running. Counted at start and kept by this thread
+    /// (the only writer of jobs but an administrative state's requeue,
+    /// which the next sweep's recount picks up).
+    live_jobs: usize,
+    /// Rows of `done_keys`, kept the same way.
+    key_rows: usize,
 }
 
+/// Why an operation failed: refused before it wrote anything (the rest of
+/// the batch goes on), or a failed statement (the batch is rolled back).
+enum Failure {
+    Refused(StoreError),
+    Db(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+type OpResult = Result<Reply, Failure>;
+
 /// The thread's loop: until every sender is gone, take what is waiting,
-/// run it as one transaction, answer; sweep when it is time.
+/// run it as one transaction, answer; sweep when it is time, or when the
+/// key log has grown well past its bound.
 pub(super) fn run(conn: Connection, requests: Receiver<Request>, config: Config) {
     let interval = config.sweep_interval;
     let mut writer = Writer {
         conn,
         config,
         sync: SyncMode::Full,
+        live_jobs: 0,
+        key_rows: 0,
     };
+    if let Err(e) = writer.recount() {
+        tracing::error!(target: "webhook_guard", error = %e, "SQLite: cannot count the stored keys and jobs");
+    }
     let mut next_sweep = Instant::now() + interval;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -348,7 +429,11 @@ pub(super) fn run(conn: Connection, requests: Receiver<Request>, config: Config)
                 Err(_) => break,
             }
         }
-        if Instant::now() >= next_sweep && batch.len() < MAX_BATCH {
+        // The log may outgrow the bound by an eighth (at least 1 024 rows)
+        // between sweeps.
+        let slack = (writer.config.max_keys / 8).max(1024);
+        let overgrown = writer.key_rows > writer.config.max_keys.saturating_add(slack);
+        if (overgrown || Instant::now() >= next_sweep) && batch.len() < MAX_BATCH {
             batch.push(Request {
                 op: Op::Sweep,
                 reply: None,
@@ -365,9 +450,6 @@ pub(super) fn run(conn: Connection, requests: Receiver<Request>, config: Config)
 fn db(e: rusqlite::Error) -> StoreError {
     StoreError::unavailable("the SQLite store failed", RETRY_AFTER).with_source(e)
 }
-
-/// A key's `state`, `token` and `until_ms`.
-type KeyRow = (i64, Option<Vec<u8>>, i64);
 
 type Answer = (
     Option<oneshot::Sender<Result<Reply, StoreError>>>,
@@ -391,11 +473,25 @@ impl Writer {
         sql: &str,
         params: impl Params,
         f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<Option<T>, StoreError> {
+    ) -> rusqlite::Result<Option<T>> {
         self.conn
             .prepare_cached(sql)
             .and_then(|mut stmt| stmt.query_row(params, f).optional())
-            .map_err(db)
+    }
+
+    fn count(&self, sql: &str, params: impl Params) -> rusqlite::Result<usize> {
+        let n: i64 = self.row(sql, params, |r| r.get(0))?.unwrap_or(0);
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Counts the live jobs and the key rows again.
+    fn recount(&mut self) -> rusqlite::Result<()> {
+        self.live_jobs = self.count(
+            "SELECT COUNT(*) FROM jobs WHERE state IN (?1, ?2)",
+            params![READY, RUNNING],
+        )?;
+        self.key_rows = self.count("SELECT COUNT(*) FROM done_keys", [])?;
+        Ok(())
     }
 
     fn set_sync(&mut self, sync: SyncMode) -> rusqlite::Result<()> {
@@ -412,15 +508,19 @@ impl Writer {
     }
 
     /// Runs `batch` as one transaction and answers every request once the
-    /// commit is known.
+    /// commit is known. A refused operation (the queue is full) wrote
+    /// nothing and fails alone; a failed statement rolls the whole batch
+    /// back and fails every operation in it, so that no operation is ever
+    /// half stored.
     fn run_batch(&mut self, batch: &mut Vec<Request>) {
         let light = batch.iter().all(|r| r.op.is_light());
+        let writes = batch.iter().any(|r| !r.op.is_read());
+        let (jobs, keys) = (self.live_jobs, self.key_rows);
         let begun = self
             .set_sync(if light { SyncMode::Normal } else { SyncMode::Full })
             .and_then(|()| self.exec("BEGIN IMMEDIATE", []));
         if let Err(e) = begun {
-            let e = db(e);
-            return answer_all(batch.drain(..).map(|r| (r.reply, Err(clone_error(&e)))));
+            return self.fail_batch(batch.drain(..).map(|r| r.reply).collect(), &db(e));
         }
         let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
         let mut failed: Option<StoreError> = None;
@@ -429,14 +529,15 @@ impl Writer {
                 answers.push((request.reply, Err(stopped_batch())));
                 continue;
             }
-            let result = self.run_op(request.op);
-            if let Err(e) = &result {
-                if self.conn.is_autocommit() {
-                    // SQLite rolled the whole transaction back (disk full,
-                    // I/O error): nothing of this batch is stored.
-                    failed = Some(clone_error(e));
+            let result = match self.apply(request.op) {
+                Ok(reply) => Ok(reply),
+                Err(Failure::Refused(e)) => Err(e),
+                Err(Failure::Db(e)) => {
+                    let e = db(e);
+                    failed = Some(clone_error(&e));
+                    Err(e)
                 }
-            }
+            };
             answers.push((request.reply, result));
         }
         let outcome = match failed {
@@ -444,78 +545,49 @@ impl Writer {
             None => self.exec("COMMIT", []).map(|_| ()).map_err(db),
         };
         match outcome {
-            Ok(()) => answer_all(answers.into_iter()),
+            Ok(()) => {
+                if writes {
+                    self.config.failing.store(false, Ordering::Relaxed);
+                }
+                answer_all(answers.into_iter());
+            }
             Err(e) => {
                 if !self.conn.is_autocommit() {
                     let _ = self.conn.execute_batch("ROLLBACK");
                 }
-                tracing::error!(error = %e, "SQLite batch not committed; every operation in it fails");
-                answer_all(
-                    answers
-                        .into_iter()
-                        .map(|(reply, _)| (reply, Err(clone_error(&e)))),
-                );
+                (self.live_jobs, self.key_rows) = (jobs, keys);
+                self.fail_batch(answers.into_iter().map(|(reply, _)| reply).collect(), &e);
             }
         }
     }
 
-    /// Runs one operation so that, if it fails, none of it is stored (and
-    /// the rest of the batch is). An operation that writes once needs
-    /// nothing more: SQLite undoes a failed statement (triggers included).
-    /// Claims, settlements and takes may first evict expired keys or bury
-    /// an undecodable job, which stand on their own; only an operation
-    /// whose second write could fail after its first runs under a
-    /// savepoint.
-    fn run_op(&mut self, op: Op) -> Result<Reply, StoreError> {
-        let writes_twice = match &op {
-            Op::Enqueue { claim, .. } => claim.is_some(),
-            Op::RequeueDead(Some(ids)) => ids.len() > 1,
-            _ => false,
-        };
-        if !writes_twice {
-            let result = self.apply(op);
-            if result.is_ok() && self.conn.is_autocommit() {
-                return Err(stopped_batch());
-            }
-            return result;
-        }
-        self.exec("SAVEPOINT op", []).map_err(db)?;
-        let result = self.apply(op);
-        if self.conn.is_autocommit() {
-            return result.and(Err(stopped_batch()));
-        }
-        let closed = match &result {
-            Ok(_) => self.exec("RELEASE op", []),
-            Err(_) => self
-                .exec("ROLLBACK TO op", [])
-                .and_then(|_| self.exec("RELEASE op", [])),
-        };
-        match closed {
-            Ok(_) => result,
-            Err(e) => Err(db(e)),
-        }
+    fn fail_batch(&self, replies: Vec<Option<oneshot::Sender<Result<Reply, StoreError>>>>, e: &StoreError) {
+        self.config.failing.store(true, Ordering::Relaxed);
+        tracing::error!(target: "webhook_guard", error = %e, "SQLite batch not committed; every operation in it fails");
+        answer_all(replies.into_iter().map(|reply| (reply, Err(clone_error(e)))));
     }
 
-    fn apply(&mut self, op: Op) -> Result<Reply, StoreError> {
+    fn apply(&mut self, op: Op) -> OpResult {
         let now = self.now();
         match op {
-            Op::Claim { key, token, times } => self.claim(&key, token, times, now).map(Reply::Claim),
-            Op::Complete(settle) => self.complete(&settle, now).map(|()| Reply::Unit),
-            Op::Release { key, token } => {
-                self.exec(
-                    "DELETE FROM dedupe_keys WHERE key = ?1 AND state = ?2 AND token = ?3",
-                    params![key.as_bytes(), HELD, token_bytes(token)],
-                )
-                .map_err(db)?;
+            Op::Probe => {
+                // Two pages' worth, so a file with no free page fails.
+                self.exec("CREATE TABLE IF NOT EXISTS probe (b BLOB)", [])?;
+                self.exec("INSERT INTO probe (b) VALUES (zeroblob(8192))", [])?;
+                self.exec("DELETE FROM probe", [])?;
                 Ok(Reply::Unit)
             }
-            Op::Sweep => self.sweep(now).map(Reply::Count),
-            Op::KeyCount => self.counter("keys").map(Reply::Count),
+            Op::Complete(row) => {
+                self.put_key(&row)?;
+                Ok(Reply::Unit)
+            }
+            Op::Sweep => Ok(Reply::Count(self.sweep(now)?)),
+            Op::KeyCount => Ok(Reply::Count(self.key_rows)),
             Op::Enqueue {
                 blob,
                 received_at,
-                claim,
-            } => self.enqueue(&blob, received_at, claim, now).map(Reply::Id),
+                key,
+            } => self.enqueue(&blob, received_at, key.as_ref(), now).map(Reply::Id),
             Op::Take => self.take(now).map(|t| Reply::Taken(Box::new(t))),
             Op::Done(id) => {
                 self.done(id)?;
@@ -529,194 +601,98 @@ impl Writer {
                 self.exec(
                     "UPDATE jobs SET state = ?1, next_at_ms = ?2, last_error = ?3 WHERE id = ?4 AND state = ?5",
                     params![READY, now.saturating_add(ms(after)), error, id.0, RUNNING],
-                )
-                .map_err(db)?;
+                )?;
                 Ok(Reply::Unit)
             }
             Op::Bury { id, error } => {
                 self.bury(id, &error, now)?;
                 Ok(Reply::Unit)
             }
-            Op::DeadLetters(limit) => self.dead_letters(limit).map(Reply::Dead),
-            Op::RequeueDead(ids) => self.requeue_dead(ids.as_deref(), now).map(Reply::Count),
+            Op::DeadLetters(limit) => Ok(Reply::Dead(self.dead_letters(limit)?)),
+            Op::RequeueDead(ids) => self.requeue_dead(ids.as_deref(), now),
             Op::Recover => {
-                let n = self
-                    .exec(
-                        "UPDATE jobs SET state = ?1 WHERE state = ?2",
-                        params![READY, RUNNING],
-                    )
-                    .map_err(db)?;
+                let n = self.exec(
+                    "UPDATE jobs SET state = ?1 WHERE state = ?2",
+                    params![READY, RUNNING],
+                )?;
                 Ok(Reply::Count(n))
             }
-            Op::Len => self.counter("live_jobs").map(Reply::Count),
+            Op::Len => Ok(Reply::Count(self.live_jobs)),
         }
     }
 
-    fn done(&self, id: JobId) -> Result<(), StoreError> {
+    fn put_key(&mut self, row: &KeyRow) -> rusqlite::Result<()> {
         self.exec(
+            "INSERT INTO done_keys (key, until_ms, protected_until_ms) VALUES (?1, ?2, ?3)",
+            params![row.key.as_bytes(), row.until_ms, row.protected_until_ms],
+        )?;
+        self.key_rows = self.key_rows.saturating_add(1);
+        Ok(())
+    }
+
+    fn done(&mut self, id: JobId) -> rusqlite::Result<()> {
+        let n = self.exec(
             "DELETE FROM jobs WHERE id = ?1 AND state = ?2",
             params![id.0, RUNNING],
-        )
-        .map_err(db)?;
+        )?;
+        self.live_jobs = self.live_jobs.saturating_sub(n);
         Ok(())
     }
 
-    fn counter(&self, name: &str) -> Result<usize, StoreError> {
-        let n: i64 = self
-            .row("SELECT n FROM counters WHERE name = ?1", [name], |r| r.get(0))?
-            .ok_or_else(|| db(rusqlite::Error::QueryReturnedNoRows))?;
-        Ok(usize::try_from(n).unwrap_or(0))
-    }
-
-    fn key_row(&self, key: &DedupeKey) -> Result<Option<KeyRow>, StoreError> {
-        self.row(
-            "SELECT state, token, until_ms FROM dedupe_keys WHERE key = ?1",
-            [key.as_bytes()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-    }
-
-    fn put_key(
-        &self,
-        key: &DedupeKey,
-        exists: bool,
-        state: i64,
-        token: Option<LeaseToken>,
-        until: i64,
-        protected: i64,
-    ) -> Result<(), StoreError> {
-        let token = token.map(token_bytes);
-        let sql = if exists {
-            "UPDATE dedupe_keys SET state = ?2, token = ?3, until_ms = ?4, protected_until_ms = ?5 WHERE key = ?1"
-        } else {
-            "INSERT INTO dedupe_keys (key, state, token, until_ms, protected_until_ms) VALUES (?1, ?2, ?3, ?4, ?5)"
-        };
-        self.exec(sql, params![key.as_bytes(), state, token, until, protected])
-            .map_err(db)?;
-        Ok(())
-    }
-
-    fn claim(
-        &self,
-        key: &DedupeKey,
-        token: LeaseToken,
-        times: Retention,
-        now: i64,
-    ) -> Result<Claim, StoreError> {
-        let row = self.key_row(key)?;
-        match row {
-            Some((HELD, _, until)) if until > now => {
-                return Ok(Claim::InProgress {
-                    retry_after: millis(until - now),
-                })
-            }
-            Some((DONE, _, until)) if until > now => return Ok(Claim::AlreadyProcessed),
-            Some(_) => {}
-            None => self.make_room(now)?,
+    /// Deletes, up to [`SWEEP_CHUNK`], key rows past their retention; then,
+    /// if the log holds more rows than the key bound, the oldest rows past
+    /// their replay window (the in-memory index has forgotten them already
+    /// or may forget them). Recounts the jobs (an administrative state may
+    /// have requeued some).
+    fn sweep(&mut self, now: i64) -> rusqlite::Result<usize> {
+        let chunk = i64::try_from(SWEEP_CHUNK).unwrap_or(i64::MAX);
+        let expired = self.exec(
+            "DELETE FROM done_keys WHERE seq IN \
+             (SELECT seq FROM done_keys WHERE until_ms <= ?1 ORDER BY until_ms LIMIT ?2)",
+            params![now, chunk],
+        )?;
+        self.key_rows = self.key_rows.saturating_sub(expired);
+        let mut deleted = expired;
+        let excess = self.key_rows.saturating_sub(self.config.max_keys);
+        if excess > 0 {
+            let old = self.exec(
+                "DELETE FROM done_keys WHERE seq IN \
+                 (SELECT seq FROM done_keys WHERE protected_until_ms <= ?1 ORDER BY seq LIMIT ?2)",
+                params![now, i64::try_from(excess.min(SWEEP_CHUNK)).unwrap_or(i64::MAX)],
+            )?;
+            self.key_rows = self.key_rows.saturating_sub(old);
+            deleted += old;
         }
-        let until = now.saturating_add(ms(times.lease()));
-        self.put_key(key, row.is_some(), HELD, Some(token), until, until)?;
-        Ok(Claim::Acquired)
-    }
-
-    fn complete(&self, settle: &ClaimSettlement, now: i64) -> Result<(), StoreError> {
-        let row = self.key_row(&settle.key)?;
-        let ours = token_bytes(settle.token);
-        match &row {
-            Some((HELD, holder, until)) if holder.as_deref() != Some(&ours[..]) && *until > now => {
-                return Ok(())
-            }
-            Some((DONE, _, until)) if *until > now => return Ok(()),
-            // Ours, or an expired entry nobody holds: the work was done.
-            Some(_) => {}
-            None => self.make_room(now)?,
-        }
-        let times = settle.times;
-        self.put_key(
-            &settle.key,
-            row.is_some(),
-            DONE,
-            None,
-            now.saturating_add(ms(times.idempotency())),
-            now.saturating_add(ms(times.replay_window())),
-        )
-    }
-
-    /// Makes room for one more key: drops dead keys, then keys past their
-    /// replay window; fails closed if every key must still be remembered.
-    fn make_room(&self, now: i64) -> Result<(), StoreError> {
-        let max = i64::try_from(self.config.max_keys).unwrap_or(i64::MAX);
-        let count = |w: &Self| -> Result<i64, StoreError> {
-            Ok(i64::try_from(w.counter("keys")?).unwrap_or(i64::MAX))
-        };
-        let n = count(self)?;
-        if n < max {
-            return Ok(());
-        }
-        // Dead keys first, a few at a time, so their cost is spread.
-        self.exec(
-            "DELETE FROM dedupe_keys WHERE key IN \
-             (SELECT key FROM dedupe_keys WHERE until_ms <= ?1 ORDER BY until_ms LIMIT ?2)",
-            params![now, (n - max + 1).clamp(1, 256)],
-        )
-        .map_err(db)?;
-        let n = count(self)?;
-        if n < max {
-            return Ok(());
-        }
-        // Then completed keys past their replay window, oldest first.
-        self.exec(
-            "DELETE FROM dedupe_keys WHERE key IN \
-             (SELECT key FROM dedupe_keys WHERE protected_until_ms <= ?1 \
-              ORDER BY protected_until_ms LIMIT ?2)",
-            params![now, n - max + 1],
-        )
-        .map_err(db)?;
-        if count(self)? < max {
-            return Ok(());
-        }
-        let earliest: Option<i64> = self
-            .row("SELECT MIN(protected_until_ms) FROM dedupe_keys", [], |r| {
-                r.get(0)
-            })?
-            .flatten();
-        let wait = earliest.map_or(Duration::from_secs(1), |t| millis(t.saturating_sub(now)));
-        Err(StoreError::full(wait.max(Duration::from_millis(1))))
-    }
-
-    /// Deletes keys that mean nothing any more, up to [`SWEEP_CHUNK`].
-    fn sweep(&self, now: i64) -> Result<usize, StoreError> {
-        self.exec(
-            "DELETE FROM dedupe_keys WHERE key IN \
-             (SELECT key FROM dedupe_keys WHERE until_ms <= ?1 ORDER BY until_ms LIMIT ?2)",
-            params![now, i64::try_from(SWEEP_CHUNK).unwrap_or(i64::MAX)],
-        )
-        .map_err(db)
+        self.live_jobs = self.count(
+            "SELECT COUNT(*) FROM jobs WHERE state IN (?1, ?2)",
+            params![READY, RUNNING],
+        )?;
+        Ok(deleted)
     }
 
     fn enqueue(
-        &self,
+        &mut self,
         blob: &[u8],
         received_at: i64,
-        claim: Option<ClaimSettlement>,
+        key: Option<&KeyRow>,
         now: i64,
-    ) -> Result<JobId, StoreError> {
-        if self.counter("live_jobs")? >= self.config.queue_capacity {
-            return Err(StoreError::full(RETRY_AFTER));
+    ) -> Result<JobId, Failure> {
+        if self.live_jobs >= self.config.queue_capacity {
+            return Err(Failure::Refused(StoreError::full(RETRY_AFTER)));
         }
         self.exec(
             "INSERT INTO jobs (state, attempts, next_at_ms, received_at, delivery) VALUES (?1, 0, ?2, ?3, ?4)",
             params![READY, now, received_at, blob],
-        )
-        .map_err(db)?;
+        )?;
         let id = JobId(self.conn.last_insert_rowid());
-        if let Some(settle) = claim {
-            self.complete(&settle, now)?;
+        self.live_jobs = self.live_jobs.saturating_add(1);
+        if let Some(key) = key {
+            self.put_key(key)?;
         }
         Ok(id)
     }
 
-    fn take(&self, now: i64) -> Result<Taken, StoreError> {
+    fn take(&mut self, now: i64) -> Result<Taken, Failure> {
         loop {
             // Decoded straight from SQLite's copy of the blob.
             let row = self.row(
@@ -747,6 +723,7 @@ impl Writer {
                 // Never hand out what cannot be rebuilt; keep it for an
                 // operator instead of failing every take.
                 tracing::error!(
+                    target: "webhook_guard",
                     job = id,
                     "a stored delivery could not be decoded; moved to the dead letters"
                 );
@@ -757,8 +734,7 @@ impl Writer {
             self.exec(
                 "UPDATE jobs SET state = ?1, attempts = ?2 WHERE id = ?3",
                 params![RUNNING, attempts, id],
-            )
-            .map_err(db)?;
+            )?;
             return Ok(Taken::Job(Job {
                 id: JobId(id),
                 attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
@@ -767,37 +743,32 @@ impl Writer {
         }
     }
 
-    fn bury(&self, id: JobId, error: &str, now: i64) -> Result<(), StoreError> {
-        self.exec(
+    fn bury(&mut self, id: JobId, error: &str, now: i64) -> rusqlite::Result<()> {
+        let n = self.exec(
             "UPDATE jobs SET state = ?1, buried_at = ?2, last_error = ?3 WHERE id = ?4 AND state <> ?1",
             params![DEAD, now.div_euclid(1000), error, id.0],
-        )
-        .map_err(db)?;
+        )?;
+        self.live_jobs = self.live_jobs.saturating_sub(n);
         Ok(())
     }
 
-    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, attempts, last_error, buried_at, delivery FROM jobs WHERE state = ?1 \
-                 ORDER BY id LIMIT ?2",
-            )
-            .map_err(db)?;
-        let rows = stmt
-            .query_map(params![DEAD, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
-                ))
-            })
-            .map_err(db)?;
+    fn dead_letters(&self, limit: usize) -> rusqlite::Result<Vec<DeadLetter>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, attempts, last_error, buried_at, delivery FROM jobs WHERE state = ?1 \
+             ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![DEAD, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+            ))
+        })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, attempts, last_error, buried_at, blob) = row.map_err(db)?;
+            let (id, attempts, last_error, buried_at, blob) = row?;
             match Delivery::decode(&blob) {
                 Ok(delivery) => out.push(DeadLetter {
                     id: JobId(id),
@@ -806,32 +777,34 @@ impl Writer {
                     buried_at_unix: buried_at.unwrap_or_default(),
                     delivery,
                 }),
-                Err(_) => tracing::error!(job = id, "a dead letter could not be decoded; left out"),
+                Err(_) => {
+                    tracing::error!(target: "webhook_guard", job = id, "a dead letter could not be decoded; left out")
+                }
             }
         }
         Ok(out)
     }
 
-    fn requeue_dead(&self, ids: Option<&[JobId]>, now: i64) -> Result<usize, StoreError> {
+    fn requeue_dead(&mut self, ids: Option<&[JobId]>, now: i64) -> OpResult {
         const SET: &str =
             "UPDATE jobs SET state = ?1, attempts = 0, next_at_ms = ?2, buried_at = NULL, last_error = NULL";
-        match ids {
+        let n = match ids {
             None => self
                 .conn
-                .execute(&format!("{SET} WHERE state = ?3"), params![READY, now, DEAD])
-                .map_err(db),
+                .execute(&format!("{SET} WHERE state = ?3"), params![READY, now, DEAD])?,
             Some(ids) => {
                 let mut stmt = self
                     .conn
-                    .prepare(&format!("{SET} WHERE state = ?3 AND id = ?4"))
-                    .map_err(db)?;
+                    .prepare(&format!("{SET} WHERE state = ?3 AND id = ?4"))?;
                 let mut n = 0;
                 for id in ids {
-                    n += stmt.execute(params![READY, now, DEAD, id.0]).map_err(db)?;
+                    n += stmt.execute(params![READY, now, DEAD, id.0])?;
                 }
-                Ok(n)
+                n
             }
-        }
+        };
+        self.live_jobs = self.live_jobs.saturating_add(n);
+        Ok(Reply::Count(n))
     }
 }
 
@@ -856,10 +829,6 @@ fn clone_error(e: &StoreError) -> StoreError {
         _ => StoreError::unavailable("the SQLite transaction was not committed", e.retry_after())
             .with_source(e.to_string()),
     }
-}
-
-fn token_bytes(token: LeaseToken) -> [u8; 16] {
-    token.as_u128().to_be_bytes()
 }
 
 fn ms(d: Duration) -> i64 {
