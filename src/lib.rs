@@ -13,6 +13,7 @@ pub mod handshake;
 #[doc(hidden)]
 pub mod internals;
 mod json;
+pub mod log_limit;
 pub mod manual;
 pub mod queue;
 pub mod rate_limit;
@@ -33,6 +34,7 @@ pub use client_ip::{ClientIp, Networks, ProxyHeader};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use delivery::{MissingVerification, VerifiedWebhook};
 pub use error::ConfigError;
+pub use log_limit::DEFAULT_REJECTION_LOGS_PER_SECOND;
 pub use rate_limit::RateLimiter;
 pub use rejection::{Rejection, RejectionKind, TimestampContext};
 pub use scheme::{CustomScheme, CustomSchemeBuilder, Provider, Scheme, SignatureEncoding, SignedPiece};

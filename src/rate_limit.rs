@@ -154,6 +154,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use http::HeaderMap;
 
 use crate::client_ip::{ClientIpConfig, IpKey};
+use crate::log_limit::{LogLimiter, DEFAULT_REJECTION_LOGS_PER_SECOND};
 use crate::{Networks, ProxyHeader, Rejection, RejectionKind};
 
 mod gcra;
@@ -215,6 +216,8 @@ struct Inner {
     /// Whether clients outside the sender networks are refunded too.
     refund_everyone: bool,
     failures: Option<Failures>,
+    /// The per-reason allowance of refusal events.
+    logs: LogLimiter,
 }
 
 /// One request quota: its settings and its clients.
@@ -388,6 +391,7 @@ impl RateLimiter {
             refund_everyone: false,
             failed_auth: NonZeroU32::new(DEFAULT_FAILED_AUTH_PER_MINUTE),
             max_tracked: NonZeroUsize::new(DEFAULT_MAX_TRACKED_CLIENTS).unwrap_or(NonZeroUsize::MIN),
+            logs_per_second: NonZeroU32::new(DEFAULT_REJECTION_LOGS_PER_SECOND).unwrap_or(NonZeroU32::MIN),
         }
     }
 
@@ -524,6 +528,7 @@ pub struct RateLimiterBuilder {
     refund_everyone: bool,
     failed_auth: Option<NonZeroU32>,
     max_tracked: NonZeroUsize,
+    logs_per_second: NonZeroU32,
 }
 
 impl RateLimiterBuilder {
@@ -611,6 +616,18 @@ impl RateLimiterBuilder {
         self
     }
 
+    /// How many refusal events (`DEBUG`, `"request refused by the rate
+    /// limiter"`) of one reason, `rate_limited` or
+    /// `too_many_failed_authentications`, are logged per second (and at
+    /// once). Past it the events are counted, and the count is logged with
+    /// the next event of that reason, in its `suppressed` field; see
+    /// [`log_limit`](crate::log_limit). Default:
+    /// [`DEFAULT_REJECTION_LOGS_PER_SECOND`], 10.
+    pub fn rejection_logs_per_second(mut self, per_second: NonZeroU32) -> Self {
+        self.logs_per_second = per_second;
+        self
+    }
+
     /// The limiter. Every setting is typed, so this cannot fail.
     pub fn build(self) -> RateLimiter {
         let max = self.max_tracked.get();
@@ -638,6 +655,7 @@ impl RateLimiterBuilder {
                 sender,
                 refund_everyone: self.refund_everyone,
                 failures,
+                logs: LogLimiter::new(self.logs_per_second),
             }),
         }
     }

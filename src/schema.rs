@@ -15,7 +15,13 @@
 //!   dispatch must never disagree about the same bytes);
 //! - JSON that fails a schema: 422 `schema_violation`, whose problem
 //!   document names the JSON pointer of the first failing member (and the
-//!   schema keyword) but never echoes the value.
+//!   schema keyword) but never echoes the value;
+//! - JSON that lacks a member the schema requires: 422 `schema_violation`
+//!   whose `pointer` is where the missing member belongs (`/data`, or
+//!   `/data/object` when `data` lacks `object`; `~` and `/` in the name are
+//!   escaped as `~0` and `~1`, RFC 6901) and whose `detail` names it, as
+//!   in `missing required property "data" at "/data"`. The name comes from
+//!   the schema, not from the request.
 //!
 //! The body is parsed once; the same parse feeds validation, the event
 //! type, the dedupe key and typed deserialization. Form-encoded bodies
@@ -101,7 +107,20 @@ fn check(validator: &Validator, value: &Value) -> Result<(), Rejection> {
     let Err(error) = validator.validate(value) else {
         return Ok(());
     };
-    let pointer = error.instance_path().to_string();
+    let at = error.instance_path().to_string();
+    // A missing member: the schema names it, the client did not choose it,
+    // so the pointer and the detail may say which one is missing.
+    if let jsonschema::error::ValidationErrorKind::Required {
+        property: Value::String(name),
+    } = error.kind()
+    {
+        let pointer = member_pointer(&at, name);
+        return Err(Rejection::new(
+            RejectionKind::SchemaViolation,
+            format!("missing required property {name:?} at {pointer:?}"),
+        )
+        .with_pointer(pointer));
+    }
     let keyword = error
         .schema_path()
         .to_string()
@@ -109,12 +128,28 @@ fn check(validator: &Validator, value: &Value) -> Result<(), Rejection> {
         .next()
         .unwrap_or_default()
         .to_owned();
-    let shown = if pointer.is_empty() { "/" } else { &pointer };
+    let shown = if at.is_empty() { "/" } else { &at };
     Err(Rejection::new(
         RejectionKind::SchemaViolation,
         format!("the payload fails the route's JSON Schema at {shown:?} (keyword {keyword:?})"),
     )
-    .with_pointer(pointer))
+    .with_pointer(at))
+}
+
+/// The JSON pointer (RFC 6901) of member `name` of the object at `parent`:
+/// `~` is written `~0` and `/` is written `~1`.
+fn member_pointer(parent: &str, name: &str) -> String {
+    let mut pointer = String::with_capacity(parent.len() + name.len() + 1);
+    pointer.push_str(parent);
+    pointer.push('/');
+    for c in name.chars() {
+        match c {
+            '~' => pointer.push_str("~0"),
+            '/' => pointer.push_str("~1"),
+            c => pointer.push(c),
+        }
+    }
+    pointer
 }
 
 impl fmt::Debug for Schemas {
@@ -216,6 +251,74 @@ mod tests {
         let detail = err.map(|e| e.detail().to_owned()).unwrap_or_default();
         assert!(detail.contains("pattern"), "{detail}");
         assert!(!detail.contains("SECRET-LOOKING-VALUE"), "{detail}");
+    }
+
+    /// The rejection for `body` under a default schema `schema`.
+    fn violation(schema: Value, body: Value) -> Option<Rejection> {
+        let s = Schemas::builder().default_schema(schema).build().ok()?;
+        s.validate(None, &body).err()
+    }
+
+    #[test]
+    fn a_missing_member_is_named_by_its_pointer_and_detail() {
+        let schema = json!({
+            "type": "object",
+            "required": ["type", "timestamp", "data"],
+            "properties": {"data": {"type": "object", "required": ["object"]}}
+        });
+        let r = violation(schema.clone(), json!({"type": "a", "timestamp": "t"}));
+        assert_eq!(
+            r.as_ref().map(Rejection::kind),
+            Some(RejectionKind::SchemaViolation)
+        );
+        assert_eq!(r.as_ref().and_then(|r| r.pointer()), Some("/data"));
+        let detail = r.map(|r| r.detail().to_owned()).unwrap_or_default();
+        assert_eq!(detail, r#"missing required property "data" at "/data""#);
+
+        let r = violation(
+            schema,
+            json!({"type": "a", "timestamp": "t", "data": {"x": "LEAKY-X"}}),
+        );
+        assert_eq!(r.as_ref().and_then(|r| r.pointer()), Some("/data/object"));
+        let detail = r.map(|r| r.detail().to_owned()).unwrap_or_default();
+        assert!(
+            detail.contains(r#"missing required property "object""#),
+            "{detail}"
+        );
+        assert!(!detail.contains("LEAKY-X"), "{detail}");
+    }
+
+    #[test]
+    fn a_missing_member_name_is_escaped_per_rfc_6901() {
+        let schema = json!({"properties": {"a/b": {"required": ["c~d/e"]}}});
+        let r = violation(schema, json!({"a/b": {}}));
+        assert_eq!(r.as_ref().and_then(|r| r.pointer()), Some("/a~1b/c~0d~1e"));
+        let detail = r.map(|r| r.detail().to_owned()).unwrap_or_default();
+        assert!(detail.contains(r#""c~d/e""#), "{detail}");
+        assert_eq!(member_pointer("", "~/"), "/~0~1");
+        assert_eq!(member_pointer("/x", "plain"), "/x/plain");
+    }
+
+    #[test]
+    fn dependent_required_names_the_missing_member() {
+        let schema = json!({"dependentRequired": {"refund": ["reason"]}});
+        let r = violation(schema, json!({"refund": "LEAKY-REFUND"}));
+        assert_eq!(r.as_ref().and_then(|r| r.pointer()), Some("/reason"));
+        let detail = r.map(|r| r.detail().to_owned()).unwrap_or_default();
+        assert!(detail.contains(r#""reason""#), "{detail}");
+        assert!(!detail.contains("LEAKY-REFUND"), "{detail}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_pointer_and_keyword_never_the_value() {
+        let schema = json!({"properties": {"data": {"type": "object"}}});
+        let r = violation(schema, json!({"data": "LEAKY-DATA"}));
+        assert_eq!(r.as_ref().and_then(|r| r.pointer()), Some("/data"));
+        let detail = r.map(|r| r.detail().to_owned()).unwrap_or_default();
+        assert_eq!(
+            detail,
+            r#"the payload fails the route's JSON Schema at "/data" (keyword "type")"#
+        );
     }
 
     #[test]

@@ -61,7 +61,7 @@
 //! ```
 
 use std::fmt;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,6 +76,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::dedupe::{Dedupe, DedupeKey, Retention};
 use crate::delivery::VerifiedWebhook;
 use crate::handshake::Handshake;
+use crate::log_limit::{LogLimiter, DEFAULT_REJECTION_LOGS_PER_SECOND};
 use crate::schema::Schemas;
 use crate::scheme::{Parsed, Piece};
 use crate::secret::KeyedMac;
@@ -122,6 +123,7 @@ struct Inner {
     allowed_clients: Option<Networks>,
     schemas: Option<Schemas>,
     handshake: Option<Handshake>,
+    rejection_logs: LogLimiter,
 }
 
 /// Builder for [`Verifier`]; start with [`Verifier::builder`].
@@ -140,6 +142,7 @@ pub struct VerifierBuilder {
     allowed_clients: Option<Networks>,
     schemas: Option<Schemas>,
     handshake: Option<Handshake>,
+    rejection_logs_per_second: NonZeroU32,
 }
 
 impl Verifier {
@@ -162,6 +165,8 @@ impl Verifier {
             allowed_clients: None,
             schemas: None,
             handshake: None,
+            rejection_logs_per_second: NonZeroU32::new(DEFAULT_REJECTION_LOGS_PER_SECOND)
+                .unwrap_or(NonZeroU32::MIN),
         }
     }
 
@@ -432,17 +437,26 @@ impl Verifier {
         Ok(length)
     }
 
-    /// The response for a rejection: logged once, then answered with the
-    /// configured handler or the default problem document. The rejection
-    /// is always in the response's extensions.
+    /// The response for a rejection: logged once (rejections before the
+    /// signature is verified within the per-reason allowance, see
+    /// [`log_limit`](crate::log_limit)), then answered with the configured
+    /// handler or the default problem document. The rejection is always in
+    /// the response's extensions.
     pub(crate) fn reject(&self, rejection: Rejection) -> Response {
-        tracing::warn!(
-            target: "webhook_guard",
-            provider = self.inner.scheme.provider().name(),
-            reason = rejection.reason(),
-            status = rejection.status().as_u16(),
-            "webhook rejected"
-        );
+        let inner = &*self.inner;
+        if let Some(suppressed) = inner
+            .rejection_logs
+            .admit(rejection.kind(), || inner.clock.now_unix_millis())
+        {
+            tracing::warn!(
+                target: "webhook_guard",
+                provider = inner.scheme.provider().name(),
+                reason = rejection.reason(),
+                status = rejection.status().as_u16(),
+                suppressed = crate::log_limit::suppressed_field(suppressed),
+                "webhook rejected"
+            );
+        }
         let mut response = match &self.inner.on_rejection {
             Some(handler) => handler(&rejection),
             None => rejection.to_response(),
@@ -583,6 +597,20 @@ impl VerifierBuilder {
         self
     }
 
+    /// How many rejection events of one reason are logged per second (and
+    /// at once) for requests that were not authenticated: missing or wrong
+    /// signatures, stale timestamps, bodies too large, and the other
+    /// rejections before the signature is verified. Past it the events are
+    /// counted, and the count is logged with the next event of that
+    /// reason, in its `suppressed` field. Rejections of verified
+    /// deliveries (422 and the like) are always logged. Default:
+    /// [`DEFAULT_REJECTION_LOGS_PER_SECOND`](crate::DEFAULT_REJECTION_LOGS_PER_SECOND),
+    /// 10, per reason, for this verifier and its clones.
+    pub fn rejection_logs_per_second(mut self, per_second: NonZeroU32) -> Self {
+        self.rejection_logs_per_second = per_second;
+        self
+    }
+
     /// Checks the configuration and keys every secret once.
     ///
     /// # Errors
@@ -657,6 +685,7 @@ impl VerifierBuilder {
                 allowed_clients: self.allowed_clients,
                 schemas: self.schemas,
                 handshake: self.handshake,
+                rejection_logs: LogLimiter::new(self.rejection_logs_per_second),
             }),
         })
     }

@@ -394,8 +394,14 @@ async fn event_type_schema_applies_in_addition_and_only_to_its_type() {
         &[],
     )
     .await;
-    assert_eq!(doc["pointer"], json!("/data/object"), "{doc}");
-    assert!(doc["detail"].as_str().unwrap().contains("required"), "{doc}");
+    assert_eq!(doc["pointer"], json!("/data/object/amount_paid"), "{doc}");
+    assert!(
+        doc["detail"]
+            .as_str()
+            .unwrap()
+            .contains(r#"missing required property "amount_paid""#),
+        "{doc}"
+    );
 
     // The same body under another type: the event schema does not apply.
     for (id, object) in [("evt_e2", json!({})), ("evt_e3", json!({"amount_paid": "n/a"}))] {
@@ -447,8 +453,94 @@ async fn event_type_schema_applies_in_addition_and_only_to_its_type() {
         &[],
     )
     .await;
-    assert_eq!(doc["pointer"], json!("/data/object"), "{doc}");
+    assert_eq!(doc["pointer"], json!("/data/object/amount_paid"), "{doc}");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+const STANDARD_SECRET: &str = "whsec_cGF5bG9hZC1zdGFuZGFyZC13ZWJob29rcy1rZXk=";
+
+/// A Standard Webhooks route with the demo receiver's schema, plus a
+/// nested `data.object` and a member whose name needs RFC 6901 escaping.
+fn standard_app() -> Router {
+    let mut schema: Value = serde_json::from_str(include_str!("../examples/schemas/standard.json")).unwrap();
+    schema["properties"]["data"]["properties"] = json!({
+        "object": {"type": "object", "required": ["id"]},
+        "a/b~c": {"type": "object", "required": ["x/y~z"]}
+    });
+    let verifier = Verifier::builder(Scheme::standard_webhooks())
+        .secret(STANDARD_SECRET)
+        .clock(FixedClock::new(NOW))
+        .schemas(Schemas::builder().default_schema(schema).build().unwrap())
+        .build()
+        .unwrap();
+    app(&verifier).0
+}
+
+fn standard_request(body: Value) -> Request<Body> {
+    TestSigner::new(&Scheme::standard_webhooks(), STANDARD_SECRET)
+        .unwrap()
+        .timestamp(NOW)
+        .id("msg_payload_1")
+        .request(PATH, body.to_string())
+}
+
+#[tokio::test]
+async fn missing_required_member_is_422_naming_it() {
+    let router = standard_app();
+    let ts = "2023-11-14T22:13:20Z";
+    let cases = [
+        (
+            "Standard Webhooks body without data",
+            json!({"type": "LEAKY-TYPE-1", "timestamp": ts}),
+            "/data",
+            "data",
+            "LEAKY-TYPE-1",
+        ),
+        (
+            "nested: data.object without id",
+            json!({"type": "t", "timestamp": ts, "data": {"object": {"name": "LEAKY-NAME-2"}}}),
+            "/data/object/id",
+            "id",
+            "LEAKY-NAME-2",
+        ),
+        (
+            "names with / and ~ are escaped",
+            json!({"type": "t", "timestamp": ts, "data": {"a/b~c": {"v": "LEAKY-V-3"}}}),
+            "/data/a~1b~0c/x~1y~0z",
+            "x/y~z",
+            "LEAKY-V-3",
+        ),
+    ];
+    for (what, body, pointer, name, canary) in cases {
+        let response = send(router.clone(), standard_request(body)).await;
+        let doc = problem(
+            what,
+            response,
+            RejectionKind::SchemaViolation,
+            &[canary, STANDARD_SECRET],
+        )
+        .await;
+        assert_eq!(doc["pointer"], json!(pointer), "{what}: {doc}");
+        assert_eq!(
+            doc["detail"],
+            json!(format!("missing required property {name:?} at {pointer:?}")),
+            "{what}: {doc}"
+        );
+    }
+    // A wrong type names the pointer and the keyword, never the value.
+    let body = json!({"type": "t", "timestamp": ts, "data": "LEAKY-DATA-4"});
+    let response = send(router, standard_request(body)).await;
+    let doc = problem(
+        "data a string",
+        response,
+        RejectionKind::SchemaViolation,
+        &["LEAKY-DATA-4"],
+    )
+    .await;
+    assert_eq!(doc["pointer"], json!("/data"), "{doc}");
+    let detail = doc["detail"].as_str().unwrap();
+    assert!(detail.contains(r#"(keyword "type")"#), "{doc}");
+    assert!(!detail.contains("missing"), "{doc}");
 }
 
 #[tokio::test]
@@ -673,7 +765,7 @@ async fn slack_form_body_skips_the_schema_and_reaches_the_handler() {
         &[],
     )
     .await;
-    assert_eq!(doc["pointer"], json!(""));
+    assert_eq!(doc["pointer"], json!("/event_id"));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 

@@ -12,7 +12,7 @@ use tower::Service;
 
 use super::{FreshDelivery, RateLimiter};
 use crate::client_ip::ClientIp;
-use crate::Rejection;
+use crate::{Clock as _, Rejection, SystemClock};
 
 /// The make-service returned by [`RateLimiter::into_make_service`]: gives
 /// each connection a [`RateLimit`] that knows its peer address.
@@ -79,7 +79,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let (client, charge) = match self.limiter.admit(self.peer.ip(), req.headers()) {
             Ok(admitted) => admitted,
-            Err(rejection) => return ResponseFuture::refused(refuse(rejection)),
+            Err(rejection) => return ResponseFuture::refused(refuse(&self.limiter, rejection)),
         };
         let extensions = req.extensions_mut();
         extensions.insert(ClientIp::new(client));
@@ -105,14 +105,23 @@ where
     }
 }
 
-/// 429s come in floods, so they are logged at debug level only.
-fn refuse(rejection: Rejection) -> Response {
-    tracing::debug!(
-        target: "webhook_guard",
-        reason = rejection.reason(),
-        status = rejection.status().as_u16(),
-        "request refused by the rate limiter"
-    );
+/// 429s come in floods, so they are logged at debug level only, and
+/// within the limiter's per-reason allowance (see
+/// [`log_limit`](crate::log_limit)).
+fn refuse(limiter: &RateLimiter, rejection: Rejection) -> Response {
+    if let Some(suppressed) = limiter
+        .inner
+        .logs
+        .admit(rejection.kind(), || SystemClock.now_unix_millis())
+    {
+        tracing::debug!(
+            target: "webhook_guard",
+            reason = rejection.reason(),
+            status = rejection.status().as_u16(),
+            suppressed = crate::log_limit::suppressed_field(suppressed),
+            "request refused by the rate limiter"
+        );
+    }
     rejection.to_response()
 }
 
