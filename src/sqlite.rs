@@ -17,13 +17,26 @@
 //! # What is durable, and when
 //!
 //! Every change that must outlive the process (a completed key, an
-//! enqueued delivery, a settled job) is a SQLite transaction in WAL mode
-//! with `synchronous=FULL`: the future returns only once the transaction
-//! is committed and the WAL is fsynced. An enqueued delivery is therefore
-//! on disk **before** the 202 is sent, and a completed key is remembered
-//! across a crash, a power loss or a restart. A delivery enqueued with a
-//! dedupe settlement ([`ClaimSettlement`]) and its key marked processed
-//! are one transaction: after a crash either both are there or neither is.
+//! enqueued delivery, a settled job) is a SQLite transaction in WAL mode,
+//! and its future returns only once the transaction is committed **and
+//! the WAL is fsynced**. An enqueued delivery is therefore on disk
+//! **before** the 202 is sent, and a completed key is remembered across a
+//! crash, a power loss or a restart. A delivery enqueued with a dedupe
+//! settlement ([`ClaimSettlement`]) and its key marked processed are one
+//! transaction: after a crash either both are there or neither is.
+//!
+//! The fsync is pipelined: the writer thread commits with
+//! `synchronous=NORMAL` (the WAL frames are written, not yet fsynced) and
+//! hands the committed transaction to a sync thread, which fsyncs the WAL
+//! file once (`fdatasync`) for everything committed since its last fsync
+//! and only then answers. An answer thus comes after its transaction is on
+//! disk, as with `synchronous=FULL`, but the writer runs the next
+//! transaction while the disk works. Checkpoints (copying the WAL into the
+//! database file, fsynced) run on a connection and thread of their own
+//! every 50 ms, so no commit waits for one. If an fsync fails, the kernel
+//! may have dropped what it could not write, so nothing written since can
+//! be trusted: every operation fails (503) from then on, and the error is
+//! logged, until the process restarts and SQLite recovers the file.
 //!
 //! Claims are **not** written. The file has one owner process (see
 //! below), so the store answers claims, leases and releases from an
@@ -37,14 +50,15 @@
 //! order, so each delivery appends a few bytes to the last pages instead
 //! of rewriting a page chosen by its (random) key.
 //!
-//! One exception, on purpose: a batch made only of takes, completed jobs
+//! One exception, on purpose: the takes, completed jobs
 //! ([`complete`](QueueStorage::complete), and
 //! [`complete_and_take`](QueueStorage::complete_and_take)), sweeps and
-//! reads commits with `synchronous=NORMAL` (no fsync of its own). Such a
-//! commit survives the process being killed (SQLite has written it to the
+//! reads of a batch commit first, in a transaction of their own, and are
+//! answered without waiting for an fsync. Such a commit survives the
+//! process being killed (SQLite has written it to the
 //! WAL file, which is in the OS's cache); only a power loss or an OS crash
-//! before the next fsync can undo it, and the next `FULL` commit's fsync
-//! of the WAL covers it too. Undoing one is harmless: a lost take is a job
+//! before the next fsync can undo it, and the next fsync of the WAL
+//! covers it too. Undoing one is harmless: a lost take is a job
 //! ready again, as [`recover`](QueueStorage::recover) makes it anyway; a
 //! lost completion leaves the job stored as running, so
 //! [`recover`](QueueStorage::recover) makes it ready again and the handler
@@ -56,8 +70,9 @@
 //!
 //! One writer thread owns the connection. Every write is sent to it and
 //! awaited; the thread takes everything that is waiting (up to 256
-//! operations), runs them in **one** transaction, commits once (one
-//! fsync), then answers each. Under load many deliveries share an fsync,
+//! operations), runs them in **one** transaction (the light ones above in
+//! a first one), commits once, and the sync thread's next fsync covers
+//! it; then each is answered. Under load many deliveries share an fsync,
 //! without any added wait when the load is light. An operation refused
 //! before it writes (the queue is full) fails alone; if a statement fails
 //! (disk full, I/O error), the whole batch is rolled back and every
@@ -437,9 +452,10 @@ impl SqliteStateBuilder {
         let clock = Arc::clone(&self.config.clock);
         let (sender, receiver) = mpsc::channel();
         let config = self.config;
+        let path = self.path.clone();
         let thread = std::thread::Builder::new()
             .name("webhook-guard-sqlite".into())
-            .spawn(move || writer::run(conn, receiver, config))
+            .spawn(move || writer::run(conn, receiver, config, &path))
             .map_err(|e| ConfigError::InvalidStore {
                 reason: format!("cannot start the SQLite writer thread: {e}"),
             })?;

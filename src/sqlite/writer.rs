@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -168,9 +168,10 @@ impl Op {
         )
     }
 
-    /// Whether the operation only reads.
-    fn is_read(&self) -> bool {
-        matches!(self, Self::KeyCount | Self::DeadLetters(_) | Self::Len)
+    /// Whether committing this operation shows the file can take new
+    /// rows again (it inserted some).
+    fn proves_writable(&self) -> bool {
+        matches!(self, Self::Probe | Self::Complete(_) | Self::Enqueue { .. })
     }
 }
 
@@ -253,6 +254,13 @@ pub(super) fn open(path: &Path, config: &Config) -> Result<Connection, ConfigErr
     conn.busy_timeout(config.busy_timeout)
         .map_err(|e| invalid(path, e))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // The bundled SQLite is built with STAT4, which re-prepares a cached
+    // statement whenever a new value is bound to a parameter in a range
+    // constraint (`next_at_ms <= ?`, bound to the clock: every time). The
+    // query planner stability guarantee turns that off; our plans are
+    // fixed by the indexes anyway.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(|e| invalid(path, e))?;
     // Normal locking: an administrative connection (dead letters) may
     // share the file with its owner; ownership is the separate owner lock.
     conn.execute_batch(
@@ -376,6 +384,11 @@ struct Writer {
     conn: Connection,
     config: Config,
     sync: SyncMode,
+    /// Where committed transactions wait for their fsync, if the syncer
+    /// thread runs; without it, commits fsync by themselves.
+    syncer: Option<mpsc::Sender<Vec<Answer>>>,
+    /// Set for good when an fsync of the WAL failed.
+    poisoned: Arc<AtomicBool>,
     /// Jobs waiting or running. Counted at start and kept by this thread
     /// (the only writer of jobs but an administrative state's requeue,
     /// which the next sweep's recount picks up).
@@ -399,15 +412,144 @@ impl From<rusqlite::Error> for Failure {
 
 type OpResult = Result<Reply, Failure>;
 
+/// WAL pages past which the writer checkpoints by itself: a backstop, as
+/// the checkpointer thread keeps the WAL far smaller.
+const WAL_BACKSTOP_PAGES: u32 = 8192;
+/// How often the checkpointer thread copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+
+/// Copies committed WAL pages into the database file (and fsyncs it) on a
+/// connection of its own, every [`CHECKPOINT_EVERY`], so that the writer
+/// thread's commits never wait for a checkpoint (SQLite's automatic
+/// checkpoint would run inside the commit that crosses its threshold).
+/// A passive checkpoint takes no lock a writer needs; the writer restarts
+/// the WAL from its beginning once everything in it has been copied.
+fn checkpointer(path: &Path, busy_timeout: Duration, stop: &Receiver<()>) {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match Connection::open_with_flags(path, flags) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::error!(target: "webhook_guard", error = %e, "SQLite: cannot open the checkpoint connection; the writer checkpoints by itself");
+            return;
+        }
+    };
+    let _ = conn.busy_timeout(busy_timeout);
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(target: "webhook_guard", error = %e, "SQLite: checkpoint failed; retrying");
+        }
+    }
+}
+
+/// Makes committed transactions durable before they are answered: waits
+/// for the transactions the writer hands over (committed with
+/// `synchronous=NORMAL`, so their WAL frames are written but not
+/// fsynced), takes every one that is waiting, fsyncs the WAL file once
+/// (`fdatasync`) and answers them. The fsync covers every frame written
+/// before it started, so each answer comes after its transaction is on
+/// disk, as with `synchronous=FULL`; but the writer thread runs the next
+/// transaction meanwhile instead of waiting for the disk. If an fsync
+/// fails, what the page cache holds is unknown: every operation from then
+/// on fails until the process restarts (see the module docs).
+fn syncer(wal: &std::fs::File, committed: &Receiver<Vec<Answer>>, poisoned: &AtomicBool) {
+    let mut groups: Vec<Vec<Answer>> = Vec::new();
+    while let Ok(first) = committed.recv() {
+        groups.push(first);
+        while let Ok(next) = committed.try_recv() {
+            groups.push(next);
+        }
+        let synced = if poisoned.load(Ordering::Relaxed) {
+            Err(poisoned_error())
+        } else {
+            wal.sync_data().map_err(|e| {
+                poisoned.store(true, Ordering::Relaxed);
+                tracing::error!(
+                    target: "webhook_guard",
+                    error = %e,
+                    "SQLite: the WAL could not be synced to disk; every operation fails until the process restarts"
+                );
+                poisoned_error()
+            })
+        };
+        for answers in groups.drain(..) {
+            match &synced {
+                Ok(()) => answer_all(answers.into_iter()),
+                Err(e) => answer_all(answers.into_iter().map(|(reply, _)| (reply, Err(clone_error(e))))),
+            }
+        }
+    }
+}
+
+fn poisoned_error() -> StoreError {
+    StoreError::unavailable(
+        "the SQLite WAL could not be synced to disk; restart the process",
+        RETRY_AFTER,
+    )
+}
+
+/// The WAL file of the database at `path`, to fsync; `None` if it cannot
+/// be opened (the writer then fsyncs its own commits).
+fn open_wal(path: &Path) -> Option<std::fs::File> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&wal)
+        .inspect_err(|e| {
+            tracing::warn!(target: "webhook_guard", error = %e, "SQLite: cannot open the WAL file to sync it; commits fsync by themselves");
+        })
+        .ok()
+}
+
 /// The thread's loop: until every sender is gone, take what is waiting,
 /// run it as one transaction, answer; sweep when it is time, or when the
 /// key log has grown well past its bound.
-pub(super) fn run(conn: Connection, requests: Receiver<Request>, config: Config) {
+pub(super) fn run(conn: Connection, requests: Receiver<Request>, config: Config, path: &Path) {
     let interval = config.sweep_interval;
+    // The owner's checkpoints run beside the writer; an administrative
+    // state writes little and keeps SQLite's automatic checkpoint.
+    let (stop_checkpoints, checkpoints) = mpsc::channel::<()>();
+    let checkpoint_thread = if config.owner {
+        let _ = conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES);
+        let (path, busy) = (path.to_path_buf(), config.busy_timeout);
+        std::thread::Builder::new()
+            .name("webhook-guard-sqlite-checkpoint".into())
+            .spawn(move || checkpointer(&path, busy, &checkpoints))
+            .inspect_err(|e| {
+                tracing::error!(target: "webhook_guard", error = %e, "SQLite: cannot start the checkpoint thread; the writer checkpoints by itself");
+                let _ = conn.pragma_update(None, "wal_autocheckpoint", 1000);
+            })
+            .ok()
+    } else {
+        None
+    };
+    // The owner hands its commits to the syncer thread; an administrative
+    // state fsyncs each commit itself.
+    let poisoned = Arc::new(AtomicBool::new(false));
+    let (syncer_tx, syncer_thread) = match config.owner.then(|| open_wal(path)).flatten() {
+        Some(wal) => {
+            let (tx, rx) = mpsc::channel::<Vec<Answer>>();
+            let flag = Arc::clone(&poisoned);
+            match std::thread::Builder::new()
+                .name("webhook-guard-sqlite-sync".into())
+                .spawn(move || syncer(&wal, &rx, &flag))
+            {
+                Ok(thread) => (Some(tx), Some(thread)),
+                Err(e) => {
+                    tracing::warn!(target: "webhook_guard", error = %e, "SQLite: cannot start the sync thread; commits fsync by themselves");
+                    (None, None)
+                }
+            }
+        }
+        None => (None, None),
+    };
     let mut writer = Writer {
         conn,
         config,
         sync: SyncMode::Full,
+        syncer: syncer_tx,
+        poisoned,
         live_jobs: 0,
         key_rows: 0,
     };
@@ -443,6 +585,15 @@ pub(super) fn run(conn: Connection, requests: Receiver<Request>, config: Config)
         if !batch.is_empty() {
             writer.run_batch(&mut batch);
         }
+    }
+    // Every handed-over commit is answered before the file is closed.
+    drop(writer.syncer.take());
+    if let Some(thread) = syncer_thread {
+        let _ = thread.join();
+    }
+    drop(stop_checkpoints);
+    if let Some(thread) = checkpoint_thread {
+        let _ = thread.join();
     }
     let _ = writer.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
 }
@@ -507,24 +658,47 @@ impl Writer {
         Ok(())
     }
 
-    /// Runs `batch` as one transaction and answers every request once the
-    /// commit is known. A refused operation (the queue is full) wrote
-    /// nothing and fails alone; a failed statement rolls the whole batch
-    /// back and fails every operation in it, so that no operation is ever
-    /// half stored.
+    /// Runs what `batch` holds and answers every request once its commit
+    /// is known: first the light operations (see [`Op::is_light`]) as one
+    /// transaction without an fsync, answered at once, so that workers
+    /// settling jobs never wait for an fsync; then the rest as one
+    /// transaction with one.
     fn run_batch(&mut self, batch: &mut Vec<Request>) {
-        let light = batch.iter().all(|r| r.op.is_light());
-        let writes = batch.iter().any(|r| !r.op.is_read());
+        let (light, heavy): (Vec<Request>, Vec<Request>) = batch.drain(..).partition(|r| r.op.is_light());
+        if !light.is_empty() {
+            self.run_transaction(light, SyncMode::Normal);
+        }
+        if !heavy.is_empty() {
+            let sync = if self.syncer.is_some() {
+                SyncMode::Normal
+            } else {
+                SyncMode::Full
+            };
+            self.run_transaction(heavy, sync);
+        }
+    }
+
+    /// Runs `requests` as one transaction. A refused operation (the queue
+    /// is full) wrote nothing and fails alone; a failed statement rolls the
+    /// whole transaction back and fails every operation in it, so that no
+    /// operation is ever half stored.
+    fn run_transaction(&mut self, requests: Vec<Request>, sync: SyncMode) {
+        if self.poisoned.load(Ordering::Relaxed) {
+            let e = poisoned_error();
+            return answer_all(requests.into_iter().map(|r| (r.reply, Err(clone_error(&e)))));
+        }
+        let light = requests.iter().all(|r| r.op.is_light());
+        let writes = requests.iter().any(|r| r.op.proves_writable());
         let (jobs, keys) = (self.live_jobs, self.key_rows);
         let begun = self
-            .set_sync(if light { SyncMode::Normal } else { SyncMode::Full })
+            .set_sync(sync)
             .and_then(|()| self.exec("BEGIN IMMEDIATE", []));
         if let Err(e) = begun {
-            return self.fail_batch(batch.drain(..).map(|r| r.reply).collect(), &db(e));
+            return self.fail_batch(requests.into_iter().map(|r| r.reply).collect(), &db(e));
         }
-        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
+        let mut answers: Vec<Answer> = Vec::with_capacity(requests.len());
         let mut failed: Option<StoreError> = None;
-        for request in batch.drain(..) {
+        for request in requests {
             if failed.is_some() {
                 answers.push((request.reply, Err(stopped_batch())));
                 continue;
@@ -549,7 +723,20 @@ impl Writer {
                 if writes {
                     self.config.failing.store(false, Ordering::Relaxed);
                 }
-                answer_all(answers.into_iter());
+                match &self.syncer {
+                    // Durable once the syncer's next fsync is done.
+                    Some(syncer) if !light => {
+                        if let Err(mpsc::SendError(answers)) = syncer.send(answers) {
+                            let e = poisoned_error();
+                            answer_all(
+                                answers
+                                    .into_iter()
+                                    .map(|(reply, _)| (reply, Err(clone_error(&e)))),
+                            );
+                        }
+                    }
+                    _ => answer_all(answers.into_iter()),
+                }
             }
             Err(e) => {
                 if !self.conn.is_autocommit() {
