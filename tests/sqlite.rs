@@ -803,6 +803,12 @@ async fn a_version_1_file_is_migrated() {
             [delivery(42, 64).encode()],
         )
         .unwrap();
+        // Running (state 1) in its first attempt when the process died.
+        conn.execute(
+            "INSERT INTO jobs (state, attempts, next_at_ms, received_at, delivery) VALUES (1, 1, 0, 0, ?1)",
+            [delivery(43, 64).encode()],
+        )
+        .unwrap();
     }
     let state = SqliteState::open(&path).expect("a version 1 file opens");
     let store = state.dedupe_store();
@@ -815,8 +821,16 @@ async fn a_version_1_file_is_migrated() {
         Claim::Acquired
     );
     assert_eq!(state.key_count().await.unwrap(), 1);
-    let job = take_job(&state.queue()).await;
-    assert_eq!(seq_of(&job.delivery), 42);
+    let queue = state.queue();
+    assert_eq!(queue.recover().await.unwrap(), 1, "the running job");
+    let job = take_job(&queue).await;
+    assert_eq!((seq_of(&job.delivery), job.attempt), (42, 1));
+    let job = take_job(&queue).await;
+    assert_eq!(
+        (seq_of(&job.delivery), job.attempt),
+        (43, 2),
+        "its cut run counted"
+    );
 }
 
 // ---------------------------------------------------------------------------

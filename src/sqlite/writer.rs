@@ -30,7 +30,6 @@ const STATEMENT_CACHE: usize = 64;
 const SCHEMA_VERSION: i64 = 2;
 
 const READY: i64 = 0;
-const RUNNING: i64 = 1;
 const DEAD: i64 = 2;
 
 /// Completed dedupe keys are a log in completion order: appends touch the
@@ -51,8 +50,8 @@ CREATE INDEX done_keys_until ON done_keys (until_ms);
 const SCHEMA_JOBS: &str = "
 CREATE TABLE jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    state INTEGER NOT NULL,                 -- 0 ready, 1 running, 2 dead
-    attempts INTEGER NOT NULL DEFAULT 0,
+    state INTEGER NOT NULL,                 -- 0 ready (or running: see runs), 2 dead
+    attempts INTEGER NOT NULL DEFAULT 0,    -- runs finished or cut short
     next_at_ms INTEGER NOT NULL,
     last_error TEXT,
     received_at INTEGER NOT NULL,           -- Unix seconds
@@ -62,6 +61,13 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_take ON jobs (state, next_at_ms, id);
 
 CREATE TABLE meta (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
+";
+
+/// The jobs being run, with the attempt each run is: a few small rows,
+/// written when a job is taken and deleted when it is settled, so taking a
+/// job never rewrites its (large) row.
+const SCHEMA_RUNS: &str = "
+CREATE TABLE runs (job INTEGER PRIMARY KEY NOT NULL, attempts INTEGER NOT NULL);
 ";
 
 /// Version 1 (development builds before the first release) kept every key,
@@ -75,6 +81,9 @@ DROP TRIGGER IF EXISTS jobs_delete;
 DROP TRIGGER IF EXISTS jobs_bury;
 DROP TRIGGER IF EXISTS jobs_unbury;
 DROP TABLE IF EXISTS counters;
+-- Version 1 marked running jobs with state 1; version 2 keeps them in runs.
+INSERT INTO runs (job, attempts) SELECT id, attempts FROM jobs WHERE state = 1;
+UPDATE jobs SET state = 0 WHERE state = 1;
 INSERT INTO done_keys (key, until_ms, protected_until_ms)
     SELECT key, until_ms, protected_until_ms FROM dedupe_keys WHERE state = 1
     ORDER BY protected_until_ms;
@@ -332,8 +341,8 @@ fn explain(path: &Path, e: rusqlite::Error) -> ConfigError {
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let steps = match version {
-        0 => format!("{SCHEMA_KEYS} {SCHEMA_JOBS}"),
-        1 => format!("{SCHEMA_KEYS} {MIGRATE_V1}"),
+        0 => format!("{SCHEMA_KEYS} {SCHEMA_JOBS} {SCHEMA_RUNS}"),
+        1 => format!("{SCHEMA_KEYS} {SCHEMA_RUNS} {MIGRATE_V1}"),
         // The current version, or a newer one (refused by the caller).
         _ => return Ok(()),
     };
@@ -395,6 +404,13 @@ struct Writer {
     live_jobs: usize,
     /// Rows of `done_keys`, kept the same way.
     key_rows: usize,
+    /// The jobs this process has taken and not settled, with the attempt
+    /// each run is (also in `runs`, for the next start).
+    running: std::collections::HashMap<i64, i64>,
+    /// The order (`next_at_ms`, `id`) of the last job taken: the next take
+    /// looks past it first, so jobs taken and not yet settled are not read
+    /// again.
+    cursor: Option<(i64, i64)>,
 }
 
 /// Why an operation failed: refused before it wrote anything (the rest of
@@ -411,6 +427,9 @@ impl From<rusqlite::Error> for Failure {
 }
 
 type OpResult = Result<Reply, Failure>;
+
+/// A job [`Writer::next_due`] found: id, due time, attempts, delivery.
+type DueJob = (i64, i64, i64, Option<Delivery>);
 
 /// WAL pages past which the writer checkpoints by itself: a backstop, as
 /// the checkpointer thread keeps the WAL far smaller.
@@ -552,6 +571,8 @@ pub(super) fn run(conn: Connection, requests: Receiver<Request>, config: Config,
         poisoned,
         live_jobs: 0,
         key_rows: 0,
+        running: std::collections::HashMap::new(),
+        cursor: None,
     };
     if let Err(e) = writer.recount() {
         tracing::error!(target: "webhook_guard", error = %e, "SQLite: cannot count the stored keys and jobs");
@@ -637,10 +658,7 @@ impl Writer {
 
     /// Counts the live jobs and the key rows again.
     fn recount(&mut self) -> rusqlite::Result<()> {
-        self.live_jobs = self.count(
-            "SELECT COUNT(*) FROM jobs WHERE state IN (?1, ?2)",
-            params![READY, RUNNING],
-        )?;
+        self.live_jobs = self.count("SELECT COUNT(*) FROM jobs WHERE state = ?1", [READY])?;
         self.key_rows = self.count("SELECT COUNT(*) FROM done_keys", [])?;
         Ok(())
     }
@@ -785,10 +803,14 @@ impl Writer {
                 self.take(now).map(|t| Reply::Taken(Box::new(t)))
             }
             Op::Retry { id, after, error } => {
-                self.exec(
-                    "UPDATE jobs SET state = ?1, next_at_ms = ?2, last_error = ?3 WHERE id = ?4 AND state = ?5",
-                    params![READY, now.saturating_add(ms(after)), error, id.0, RUNNING],
-                )?;
+                if let Some(attempts) = self.settle_run(id)? {
+                    // Due again, maybe before the cursor.
+                    self.cursor = None;
+                    self.exec(
+                        "UPDATE jobs SET attempts = ?1, next_at_ms = ?2, last_error = ?3 WHERE id = ?4 AND state = ?5",
+                        params![attempts, now.saturating_add(ms(after)), error, id.0, READY],
+                    )?;
+                }
                 Ok(Reply::Unit)
             }
             Op::Bury { id, error } => {
@@ -798,10 +820,18 @@ impl Writer {
             Op::DeadLetters(limit) => Ok(Reply::Dead(self.dead_letters(limit)?)),
             Op::RequeueDead(ids) => self.requeue_dead(ids.as_deref(), now),
             Op::Recover => {
-                let n = self.exec(
-                    "UPDATE jobs SET state = ?1 WHERE state = ?2",
-                    params![READY, RUNNING],
+                // Every run recorded was cut short (a process that is gone,
+                // or this one's before a restart of its queue): it counts
+                // as an attempt, and the job is ready again.
+                self.exec(
+                    "UPDATE jobs SET attempts = MAX(attempts, \
+                     (SELECT r.attempts FROM runs r WHERE r.job = jobs.id)) \
+                     WHERE id IN (SELECT job FROM runs)",
+                    [],
                 )?;
+                let n = self.exec("DELETE FROM runs", [])?;
+                self.running.clear();
+                self.cursor = None;
                 Ok(Reply::Count(n))
             }
             Op::Len => Ok(Reply::Count(self.live_jobs)),
@@ -817,12 +847,27 @@ impl Writer {
         Ok(())
     }
 
+    /// Forgets the run of `id`, if this process is running it, and says
+    /// which attempt it was.
+    fn settle_run(&mut self, id: JobId) -> rusqlite::Result<Option<i64>> {
+        let Some(attempts) = self.running.remove(&id.0) else {
+            return Ok(None);
+        };
+        if let Err(e) = self.exec("DELETE FROM runs WHERE job = ?1", [id.0]) {
+            self.running.insert(id.0, attempts);
+            return Err(e);
+        }
+        Ok(Some(attempts))
+    }
+
     fn done(&mut self, id: JobId) -> rusqlite::Result<()> {
-        let n = self.exec(
-            "DELETE FROM jobs WHERE id = ?1 AND state = ?2",
-            params![id.0, RUNNING],
-        )?;
-        self.live_jobs = self.live_jobs.saturating_sub(n);
+        if self.settle_run(id)?.is_some() {
+            let n = self.exec(
+                "DELETE FROM jobs WHERE id = ?1 AND state = ?2",
+                params![id.0, READY],
+            )?;
+            self.live_jobs = self.live_jobs.saturating_sub(n);
+        }
         Ok(())
     }
 
@@ -850,10 +895,7 @@ impl Writer {
             self.key_rows = self.key_rows.saturating_sub(old);
             deleted += old;
         }
-        self.live_jobs = self.count(
-            "SELECT COUNT(*) FROM jobs WHERE state IN (?1, ?2)",
-            params![READY, RUNNING],
-        )?;
+        self.live_jobs = self.count("SELECT COUNT(*) FROM jobs WHERE state = ?1", [READY])?;
         Ok(deleted)
     }
 
@@ -881,24 +923,22 @@ impl Writer {
 
     fn take(&mut self, now: i64) -> Result<Taken, Failure> {
         loop {
-            // Decoded straight from SQLite's copy of the blob.
-            let row = self.row(
-                "SELECT id, attempts, delivery FROM jobs WHERE state = ?1 AND next_at_ms <= ?2 \
-                 ORDER BY next_at_ms, id LIMIT 1",
-                params![READY, now],
-                |r| {
-                    let delivery = match r.get_ref(2)? {
-                        ValueRef::Blob(blob) => Delivery::decode(blob).ok(),
-                        _ => None,
-                    };
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, delivery))
-                },
-            )?;
-            let Some((id, attempts, delivery)) = row else {
+            // Past the last job taken first; then, if nothing is there
+            // (a clock stepped back, say), from the start.
+            let mut found = match self.cursor {
+                Some(after) => self.next_due(now, Some(after))?,
+                None => None,
+            };
+            if found.is_none() {
+                found = self.next_due(now, None)?;
+            }
+            let Some((id, next_at, attempts, delivery)) = found else {
+                // Nothing due but what this process runs: the next is a
+                // job due later (a retry's delay).
                 let next: Option<i64> = self
                     .row(
-                        "SELECT MIN(next_at_ms) FROM jobs WHERE state = ?1",
-                        [READY],
+                        "SELECT MIN(next_at_ms) FROM jobs WHERE state = ?1 AND next_at_ms > ?2",
+                        params![READY, now],
                         |r| r.get(0),
                     )?
                     .flatten();
@@ -919,9 +959,11 @@ impl Writer {
             };
             let attempts = attempts.saturating_add(1);
             self.exec(
-                "UPDATE jobs SET state = ?1, attempts = ?2 WHERE id = ?3",
-                params![RUNNING, attempts, id],
+                "INSERT OR REPLACE INTO runs (job, attempts) VALUES (?1, ?2)",
+                params![id, attempts],
             )?;
+            self.running.insert(id, attempts);
+            self.cursor = Some((next_at, id));
             return Ok(Taken::Job(Job {
                 id: JobId(id),
                 attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
@@ -930,10 +972,52 @@ impl Writer {
         }
     }
 
+    /// The first due job, in order (after `after` if given), that this
+    /// process is not running: its id, due time, attempts so far (a run
+    /// recorded by a process that is gone counts) and delivery (`None` if
+    /// it cannot be decoded). At most as many rows are read as jobs run.
+    fn next_due(&self, now: i64, after: Option<(i64, i64)>) -> rusqlite::Result<Option<DueJob>> {
+        const COLUMNS: &str =
+            "SELECT j.id, j.next_at_ms, MAX(j.attempts, COALESCE(r.attempts, 0)), j.delivery \
+             FROM jobs j LEFT JOIN runs r ON r.job = j.id";
+        let limit = i64::try_from(self.running.len().saturating_add(1)).unwrap_or(i64::MAX);
+        let mut stmt;
+        let mut rows = match after {
+            Some((next_at, id)) => {
+                stmt = self.conn.prepare_cached(&format!(
+                    "{COLUMNS} WHERE j.state = ?1 AND j.next_at_ms <= ?2 AND (j.next_at_ms, j.id) > (?3, ?4) \
+                     ORDER BY j.next_at_ms, j.id LIMIT ?5"
+                ))?;
+                stmt.query(params![READY, now, next_at, id, limit])?
+            }
+            None => {
+                stmt = self.conn.prepare_cached(&format!(
+                    "{COLUMNS} WHERE j.state = ?1 AND j.next_at_ms <= ?2 ORDER BY j.next_at_ms, j.id LIMIT ?3"
+                ))?;
+                stmt.query(params![READY, now, limit])?
+            }
+        };
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            if self.running.contains_key(&id) {
+                continue;
+            }
+            // Decoded straight from SQLite's copy of the blob.
+            let delivery = match r.get_ref(3)? {
+                ValueRef::Blob(blob) => Delivery::decode(blob).ok(),
+                _ => None,
+            };
+            return Ok(Some((id, r.get(1)?, r.get(2)?, delivery)));
+        }
+        Ok(None)
+    }
+
     fn bury(&mut self, id: JobId, error: &str, now: i64) -> rusqlite::Result<()> {
+        let attempts = self.settle_run(id)?;
         let n = self.exec(
-            "UPDATE jobs SET state = ?1, buried_at = ?2, last_error = ?3 WHERE id = ?4 AND state <> ?1",
-            params![DEAD, now.div_euclid(1000), error, id.0],
+            "UPDATE jobs SET state = ?1, buried_at = ?2, last_error = ?3, \
+             attempts = MAX(attempts, COALESCE(?5, 0)) WHERE id = ?4 AND state <> ?1",
+            params![DEAD, now.div_euclid(1000), error, id.0, attempts],
         )?;
         self.live_jobs = self.live_jobs.saturating_sub(n);
         Ok(())
@@ -991,6 +1075,10 @@ impl Writer {
             }
         };
         self.live_jobs = self.live_jobs.saturating_add(n);
+        if n > 0 {
+            // Due now, maybe before the cursor.
+            self.cursor = None;
+        }
         Ok(Reply::Count(n))
     }
 }
