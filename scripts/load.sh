@@ -24,9 +24,15 @@
 #   LOAD_SMOKE=1 bash scripts/load.sh    # CI: 1 round of 2 s per mode
 #   LOAD_MODES="queue-mem queue-sqlite" bash scripts/load.sh
 #                                        # durable queue against in-memory queue
+#   LOAD_MODES="queue-mem queue-sqlite" LOAD_CONNECTIONS=128 LOAD_PACE_MS=16 bash scripts/load.sh
+#                                        # the same at one offered load (~8 000/s)
 #
 # Knobs: LOAD_MODES ("bare stack full"), LOAD_ROUNDS (3), LOAD_SECONDS (10),
-# LOAD_CONNECTIONS (32), LOAD_SMOKE=1 (1 round of 2 s), LOAD_POOL
+# LOAD_CONNECTIONS (32), LOAD_PACE_MS (0: each connection sends its next
+# request as soon as the last is answered; N: it waits N ms first, so the
+# modes get about the same offered load, connections / (N ms + latency),
+# and their latencies compare at that load rather than at each one's
+# saturation), LOAD_SMOKE=1 (1 round of 2 s), LOAD_POOL
 # (deliveries in the pool; default: sized for this machine, at least
 # 50000), LOAD_DRAIN (60: seconds a queue mode may take to run what it
 # queued).
@@ -63,6 +69,7 @@ cd "$(dirname "$0")/.."
 rounds=${LOAD_ROUNDS:-3}
 seconds=${LOAD_SECONDS:-10}
 connections=${LOAD_CONNECTIONS:-32}
+pace_ms=${LOAD_PACE_MS:-0}
 pool_size=${LOAD_POOL:-50000}
 warmup=2
 drain_limit=${LOAD_DRAIN:-60}
@@ -84,6 +91,7 @@ for knob in LOAD_ROUNDS:rounds LOAD_SECONDS:seconds LOAD_CONNECTIONS:connections
   value=${!name}
   [[ $value =~ ^[1-9][0-9]*$ ]] || die "${knob%:*} must be a whole number greater than 0, not '$value'"
 done
+[[ $pace_ms =~ ^[0-9]+$ ]] || die "LOAD_PACE_MS must be a whole number of milliseconds, not '$pace_ms'"
 
 [ "${#modes[@]}" -ge 1 ] || die "LOAD_MODES names no mode"
 declare -A seen
@@ -230,7 +238,7 @@ drain() {
 
 # run_wrk <port> <seconds> <output file>
 run_wrk() {
-  taskset -c "$client_cpu" wrk -t1 -c"$connections" -d"$2"s --latency \
+  PACE_MS=$pace_ms taskset -c "$client_cpu" wrk -t1 -c"$connections" -d"$2"s --latency \
     -s scripts/load/pool.lua "http://127.0.0.1:$1/webhook" -- "$pool" >"$3" 2>&1 ||
     { cat "$3" >&2; die "wrk failed"; }
 }
@@ -397,7 +405,9 @@ for mode in "${modes[@]}"; do
 done
 
 echo
-echo "HTTP load: $rounds round(s) x ${seconds} s per mode, $connections connections, 1 KiB bodies, pool of $pool_size deliveries"
+pacing=
+[ "$pace_ms" = 0 ] || pacing=", each waiting $pace_ms ms between requests"
+echo "HTTP load: $rounds round(s) x ${seconds} s per mode, $connections connections$pacing, 1 KiB bodies, pool of $pool_size deliveries"
 echo "(medians over the rounds; RSS: VmRSS at the end of a round, median; HWM: VmHWM, max)"
 echo
 # Column widths: as with the default modes, wider for longer names.

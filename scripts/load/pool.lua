@@ -2,7 +2,15 @@
 -- cycling, so every request carries a valid signature and (with a pool big
 -- enough for the dedupe retention) a delivery the server has not seen yet.
 --
---   wrk -t1 -c32 -d10s --latency -s scripts/load/pool.lua URL -- POOL_FILE
+--   [PACE_MS=N] wrk -t1 -c32 -d10s --latency -s scripts/load/pool.lua URL -- POOL_FILE
+--
+-- PACE_MS (environment, whole milliseconds; read at the top level, where
+-- wrk decides whether the script paces, since init() comes later): each
+-- connection waits that long after an answer before its next request, so
+-- the offered load is about connections / (PACE_MS + latency) a second
+-- instead of as fast as the
+-- server answers: with PACE_MS well above the latency, two servers get
+-- nearly the same load and their latencies can be compared at it.
 --
 -- POOL_FILE is written by `webhook-guard-peers gen <n> <file>`: one delivery
 -- a line, tab-separated, the headers as `Name: value` fields, then the body
@@ -14,6 +22,15 @@
 local requests = {}
 local count = 0
 local position = 0
+local pace = tonumber(os.getenv("PACE_MS") or "0")
+if pace == nil or pace < 0 then
+  error("PACE_MS must be a whole number of milliseconds")
+end
+if pace > 0 then
+  function delay()
+    return pace
+  end
+end
 
 function init(args)
   local path = args[1]
