@@ -75,6 +75,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::observe::Observer;
 use crate::ConfigError;
 
 mod guard;
@@ -359,7 +360,7 @@ impl<S: DedupeStore + ?Sized> DedupeStore for Arc<S> {
 }
 
 /// What kind of failure a [`StoreError`] is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StoreErrorKind {
     /// The store could not be reached or did not answer in time.
@@ -453,6 +454,7 @@ pub struct Dedupe {
     lease: Duration,
     replay_window: Option<Duration>,
     idempotency: Duration,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 /// Builder for [`Dedupe`].
@@ -463,6 +465,7 @@ pub struct DedupeBuilder {
     lease: Duration,
     replay_window: Option<Duration>,
     idempotency: Duration,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl Dedupe {
@@ -475,6 +478,7 @@ impl Dedupe {
             lease: DEFAULT_LEASE,
             replay_window: None,
             idempotency: DEFAULT_RETENTION,
+            observer: None,
         }
     }
 
@@ -485,6 +489,18 @@ impl Dedupe {
 
     pub(crate) fn store(&self) -> &Arc<dyn DedupeStore> {
         &self.store
+    }
+
+    /// Where the layer's store operations are reported.
+    pub(crate) fn observer(&self) -> Option<&Arc<dyn Observer>> {
+        self.observer.as_ref()
+    }
+
+    /// Reports to the route's `observer` unless this dedupe has its own.
+    pub(crate) fn inherit_observer(&mut self, observer: &Arc<dyn Observer>) {
+        if self.observer.is_none() {
+            self.observer = Some(observer.clone());
+        }
     }
 
     /// The times for a route whose timestamp tolerance is `tolerance`.
@@ -514,6 +530,7 @@ impl fmt::Debug for Dedupe {
             .field("lease", &self.lease)
             .field("replay_window", &self.replay_window)
             .field("idempotency", &self.idempotency)
+            .field("observer", &self.observer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -538,6 +555,15 @@ impl DedupeBuilder {
     /// hours; it may not be shorter than the replay window.
     pub fn retention(mut self, retention: Duration) -> Self {
         self.idempotency = retention;
+        self
+    }
+
+    /// Reports the layer's store operations (claim, complete, release:
+    /// their answer and latency) to `observer`; see
+    /// [`observe`](crate::observe). Default: the observer of the route
+    /// this dedupe is given to, if it has one.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -576,6 +602,7 @@ impl DedupeBuilder {
             lease: self.lease,
             replay_window: self.replay_window,
             idempotency: self.idempotency,
+            observer: self.observer,
         })
     }
 }

@@ -271,6 +271,11 @@ impl VerifiedWebhook {
         self.inner.secret_label.as_deref()
     }
 
+    /// The matched secret's label, shared (for observers).
+    pub(crate) fn secret_label_arc(&self) -> Option<&Arc<str>> {
+        self.inner.secret_label.as_ref()
+    }
+
     /// Whether the body was sent as `application/x-www-form-urlencoded`
     /// (Slack slash commands and interactivity).
     pub fn is_form_encoded(&self) -> bool {

@@ -250,6 +250,13 @@ impl EventRouter {
 
     /// Dispatches one verified delivery.
     pub async fn dispatch(&self, hook: VerifiedWebhook) -> Response {
+        self.dispatch_marked(hook, false).await
+    }
+
+    /// [`dispatch`](Self::dispatch); when `observed`, an event no handler
+    /// takes is marked for the layer's [observer](crate::observe) as
+    /// ignored.
+    async fn dispatch_marked(&self, hook: VerifiedWebhook, observed: bool) -> Response {
         let routes = &*self.inner;
         // A body that is not acceptable JSON is a 400 before any matching:
         // its event type could not even be read.
@@ -272,7 +279,12 @@ impl EventRouter {
             })
             .or(routes.fallback.as_ref());
         if matched.is_none() && routes.any.is_empty() {
-            return answer(&hook, routes.unhandled.unwrap_or(StatusCode::OK), "ignored");
+            let ignored = answer(&hook, routes.unhandled.unwrap_or(StatusCode::OK), "ignored");
+            return if observed {
+                crate::observe::mark(ignored, crate::observe::Answered::Ignored)
+            } else {
+                ignored
+            };
         }
         for handler in matched.into_iter().chain(routes.any.iter()) {
             match handler(hook.clone()).await {
@@ -381,9 +393,10 @@ impl<B: Send + 'static> Service<Request<B>> for EventRouter {
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let router = self.clone();
         let hook = req.extensions().get::<VerifiedWebhook>().cloned();
+        let observed = crate::observe::is_observed(req.extensions());
         Box::pin(async move {
             Ok(match hook {
-                Some(hook) => router.dispatch(hook).await,
+                Some(hook) => router.dispatch_marked(hook, observed).await,
                 None => MissingVerification.into_response(),
             })
         })

@@ -15,6 +15,7 @@ pub mod internals;
 mod json;
 pub mod log_limit;
 pub mod manual;
+pub mod observe;
 pub mod queue;
 pub mod rate_limit;
 mod rejection;

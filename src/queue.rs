@@ -87,7 +87,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -97,6 +97,7 @@ use tokio::task::JoinHandle;
 use tower::{Service, ServiceExt as _};
 
 use crate::dedupe::{ClaimTicket, StoreError, StoreErrorKind};
+use crate::observe::{Answered, Observer, QueueEvent, QueueRecord};
 use crate::{Clock as _, ConfigError, Rejection, RejectionKind, SystemClock, VerifiedWebhook};
 
 mod memory;
@@ -134,6 +135,33 @@ struct Shared {
     accepting: AtomicBool,
     wake: Notify,
     retry_after: Duration,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl Shared {
+    /// Reports `event` for a delivery to the observer, if any.
+    fn report(
+        &self,
+        event: QueueEvent,
+        fill: impl FnOnce(&mut QueueRecord<'_>),
+        provider: &crate::Provider,
+        event_type: Option<&str>,
+    ) {
+        if let Some(observer) = &self.observer {
+            let mut record = QueueRecord {
+                event,
+                provider,
+                event_type,
+                storage_latency: None,
+                attempt: None,
+                run_time: None,
+                since_received: None,
+                status: None,
+            };
+            fill(&mut record);
+            observer.on_queue(&record);
+        }
+    }
 }
 
 /// Stops an [`AckQueue`]'s workers, and reads and requeues its dead
@@ -154,6 +182,7 @@ pub struct AckQueueBuilder {
     max_attempts: u32,
     backoff: Duration,
     on_dead_letter: Option<DeadLetterHook>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl AckQueue {
@@ -168,6 +197,7 @@ impl AckQueue {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff: Duration::from_secs(1),
             on_dead_letter: None,
+            observer: None,
         }
     }
 
@@ -198,6 +228,12 @@ impl AckQueue {
                 .to_response()
         };
         if !shared.accepting.load(Ordering::Acquire) {
+            shared.report(
+                QueueEvent::ShuttingDown,
+                |_| {},
+                hook.provider(),
+                hook.event_type(),
+            );
             return refuse(
                 RejectionKind::ShuttingDown,
                 "the receiver is shutting down; retry later",
@@ -212,7 +248,24 @@ impl AckQueue {
             scope.is_some() && scope == t.store.transaction_scope()
         });
         let settlement = ticket.map(|t| t.settlement);
-        match shared.storage.enqueue(&delivery, settlement).await {
+        let observed = crate::observe::is_observed(req.extensions());
+        let started = shared.observer.as_ref().map(|_| Instant::now());
+        let enqueued = shared.storage.enqueue(&delivery, settlement).await;
+        if let Some(started) = started {
+            let event = match &enqueued {
+                Ok(_) => QueueEvent::Enqueued,
+                Err(e) if e.kind() == StoreErrorKind::Full => QueueEvent::Full,
+                Err(_) => QueueEvent::Unavailable,
+            };
+            let latency = started.elapsed();
+            shared.report(
+                event,
+                |r| r.storage_latency = Some(latency),
+                hook.provider(),
+                hook.event_type(),
+            );
+        }
+        match enqueued {
             Ok(_) => {
                 if let Some(ticket) = ticket {
                     ticket.settled.store(true, Ordering::Release);
@@ -223,12 +276,17 @@ impl AckQueue {
                     "id": hook.delivery_id(),
                     "type": hook.event_type(),
                 });
-                (
+                let response = (
                     StatusCode::ACCEPTED,
                     [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
                     body.to_string(),
                 )
-                    .into_response()
+                    .into_response();
+                if observed {
+                    crate::observe::mark(response, Answered::Accepted)
+                } else {
+                    response
+                }
             }
             Err(e) => {
                 tracing::error!(
@@ -431,6 +489,16 @@ impl AckQueueBuilder {
         self
     }
 
+    /// Reports every store attempt (stored, full, unavailable, shutting
+    /// down, with the storage's latency) and every run (done, retried,
+    /// dead letter, with its attempt, run time and time since the
+    /// delivery was received) to `observer`; see
+    /// [`observe`](crate::observe). Default: none.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Starts the workers, each running `handler` (any service taking the
     /// verified request, such as an
     /// [`EventRouter`](crate::dispatch::EventRouter) or an axum handler
@@ -457,6 +525,7 @@ impl AckQueueBuilder {
             accepting: AtomicBool::new(true),
             wake: Notify::new(),
             retry_after: self.retry_after,
+            observer: self.observer,
         });
         let (stop, stopped) = watch::channel(false);
         let (recovered_tx, recovered) = watch::channel(false);
@@ -599,9 +668,30 @@ where
     S: Service<Request<Body>, Response = Response, Error = Infallible>,
 {
     let req = job.delivery.to_request(job.attempt);
+    let started = shared.observer.as_ref().map(|_| Instant::now());
     let Ok(response) = handler.oneshot(req).await;
     let status = response.status();
+    let report = |event: QueueEvent| {
+        if let Some(started) = started {
+            let run_time = started.elapsed();
+            let waited = SystemClock
+                .now_unix()
+                .saturating_sub(job.delivery.received_at_unix());
+            shared.report(
+                event,
+                |r| {
+                    r.attempt = Some(job.attempt);
+                    r.run_time = Some(run_time);
+                    r.since_received = Some(Duration::from_secs(u64::try_from(waited).unwrap_or(0)));
+                    r.status = Some(status);
+                },
+                job.delivery.provider(),
+                job.delivery.event_type(),
+            );
+        }
+    };
     let settled = if status.as_u16() < 400 {
+        report(QueueEvent::Done);
         if take_next() {
             match shared.storage.complete_and_take(job.id).await {
                 Ok(next) => return Some(Ok(next)),
@@ -621,6 +711,7 @@ where
             && status != StatusCode::REQUEST_TIMEOUT
             && status != StatusCode::TOO_MANY_REQUESTS;
         if final_error || job.attempt >= policy.max_attempts {
+            report(QueueEvent::DeadLetter);
             tracing::error!(
                 target: "webhook_guard",
                 provider = job.delivery.provider().name(),
@@ -637,6 +728,7 @@ where
             }
             buried
         } else {
+            report(QueueEvent::Retried);
             let delay = policy.delay(job.attempt);
             tracing::warn!(
                 target: "webhook_guard",

@@ -155,6 +155,7 @@ use http::HeaderMap;
 
 use crate::client_ip::{ClientIpConfig, IpKey};
 use crate::log_limit::{LogLimiter, DEFAULT_REJECTION_LOGS_PER_SECOND};
+use crate::observe::{Observer, RateLimitEvent, RateLimitRecord};
 use crate::{Networks, ProxyHeader, Rejection, RejectionKind};
 
 mod gcra;
@@ -218,6 +219,7 @@ struct Inner {
     failures: Option<Failures>,
     /// The per-reason allowance of refusal events.
     logs: LogLimiter,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 /// One request quota: its settings and its clients.
@@ -392,6 +394,7 @@ impl RateLimiter {
             failed_auth: NonZeroU32::new(DEFAULT_FAILED_AUTH_PER_MINUTE),
             max_tracked: NonZeroUsize::new(DEFAULT_MAX_TRACKED_CLIENTS).unwrap_or(NonZeroUsize::MIN),
             logs_per_second: NonZeroU32::new(DEFAULT_REJECTION_LOGS_PER_SECOND).unwrap_or(NonZeroU32::MIN),
+            observer: None,
         }
     }
 
@@ -454,6 +457,7 @@ impl RateLimiter {
         let ip = inner.client.resolve(peer, headers);
         let key = IpKey::of(ip);
         if let Some(wait) = inner.failures.as_ref().and_then(|f| f.locked_out(&key)) {
+            self.report(RateLimitEvent::LockedOut, false);
             return Err(Rejection::new(
                 RejectionKind::TooManyFailedAuthentications,
                 "too many requests from this client failed authentication; retry later",
@@ -464,7 +468,16 @@ impl RateLimiter {
             Some(class) if inner.senders.contains(ip) => (true, class),
             _ => (false, &inner.default),
         };
-        match class.keyed.charge(key, inner.origin.now()) {
+        let charged = class.keyed.charge(key, inner.origin.now());
+        self.report(
+            if charged.is_ok() {
+                RateLimitEvent::Allowed
+            } else {
+                RateLimitEvent::Limited
+            },
+            sender,
+        );
+        match charged {
             Ok(slot) => Ok((ip, Charge { sender, slot })),
             Err(wait) => Err(Rejection::new(
                 RejectionKind::RateLimited,
@@ -487,12 +500,22 @@ impl RateLimiter {
             _ => return,
         };
         class.keyed.refund(charge.slot, inner.origin.now());
+        self.report(RateLimitEvent::Refunded, charge.sender);
+    }
+
+    /// Reports an event to the observer, if any.
+    #[inline]
+    fn report(&self, event: RateLimitEvent, sender: bool) {
+        if let Some(observer) = &self.inner.observer {
+            observer.on_rate_limit(&RateLimitRecord { event, sender });
+        }
     }
 
     /// Charges a failed authentication to `ip`.
     pub(crate) fn failed_authentication(&self, ip: IpAddr) {
         if let Some(f) = &self.inner.failures {
             f.charge(&IpKey::of(ip));
+            self.report(RateLimitEvent::FailedAuthentication, false);
         }
     }
 }
@@ -529,6 +552,7 @@ pub struct RateLimiterBuilder {
     failed_auth: Option<NonZeroU32>,
     max_tracked: NonZeroUsize,
     logs_per_second: NonZeroU32,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl RateLimiterBuilder {
@@ -628,6 +652,14 @@ impl RateLimiterBuilder {
         self
     }
 
+    /// Reports every decision (allowed, limited, locked out), refund and
+    /// failed authentication to `observer`, without the client's
+    /// address; see [`observe`](crate::observe). Default: none.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// The limiter. Every setting is typed, so this cannot fail.
     pub fn build(self) -> RateLimiter {
         let max = self.max_tracked.get();
@@ -656,6 +688,7 @@ impl RateLimiterBuilder {
                 refund_everyone: self.refund_everyone,
                 failures,
                 logs: LogLimiter::new(self.logs_per_second),
+                observer: self.observer,
             }),
         }
     }

@@ -77,6 +77,7 @@ use crate::dedupe::{Dedupe, DedupeKey, Retention};
 use crate::delivery::VerifiedWebhook;
 use crate::handshake::Handshake;
 use crate::log_limit::{LogLimiter, DEFAULT_REJECTION_LOGS_PER_SECOND};
+use crate::observe::{Observer, RouteRecord};
 use crate::schema::Schemas;
 use crate::scheme::{Parsed, Piece};
 use crate::secret::KeyedMac;
@@ -87,6 +88,8 @@ use crate::{
 mod future;
 mod layer;
 mod service;
+mod watch;
+pub(crate) use watch::Watch;
 
 pub use future::ResponseFuture;
 pub use layer::VerifyWebhookLayer;
@@ -124,6 +127,8 @@ struct Inner {
     schemas: Option<Schemas>,
     handshake: Option<Handshake>,
     rejection_logs: LogLimiter,
+    name: Arc<str>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 /// Builder for [`Verifier`]; start with [`Verifier::builder`].
@@ -143,6 +148,8 @@ pub struct VerifierBuilder {
     schemas: Option<Schemas>,
     handshake: Option<Handshake>,
     rejection_logs_per_second: NonZeroU32,
+    name: Option<Arc<str>>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl Verifier {
@@ -167,7 +174,31 @@ impl Verifier {
             handshake: None,
             rejection_logs_per_second: NonZeroU32::new(DEFAULT_REJECTION_LOGS_PER_SECOND)
                 .unwrap_or(NonZeroU32::MIN),
+            name: None,
+            observer: None,
         }
+    }
+
+    /// The route's name, for observers
+    /// ([`VerifierBuilder::name`]; default: the provider's name).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The route's name, shared.
+    pub(crate) fn name_arc(&self) -> &Arc<str> {
+        &self.inner.name
+    }
+
+    /// The route's observer, if any.
+    #[inline]
+    pub(crate) fn observer(&self) -> Option<&Arc<dyn Observer>> {
+        self.inner.observer.as_ref()
+    }
+
+    /// The clock's time now, in Unix seconds.
+    pub(crate) fn now_unix(&self) -> i64 {
+        self.inner.clock.now_unix()
     }
 
     /// The route's scheme.
@@ -473,6 +504,7 @@ impl Verifier {
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
+            .field("name", &self.inner.name)
             .field("scheme", &self.inner.scheme)
             .field("secrets", &self.inner.keys)
             .field("tolerance", &self.inner.tolerance)
@@ -611,6 +643,25 @@ impl VerifierBuilder {
         self
     }
 
+    /// The route's name, reported to [observers](crate::observe) (and
+    /// usable as a metric label): a short constant such as
+    /// `"stripe-payments"`, never anything a client sends. Default: the
+    /// provider's name (`stripe`, `github`, a custom scheme's name).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Reports every request that reaches this route's layer to
+    /// `observer`: see [`observe`](crate::observe). The route's
+    /// [`dedupe`](Self::dedupe) reports its store operations to it too,
+    /// unless it was given an observer of its own. Default: none, and
+    /// the layer does no observation work at all.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Checks the configuration and keys every secret once.
     ///
     /// # Errors
@@ -662,12 +713,26 @@ impl VerifierBuilder {
             }
         }
         let dedupe = match self.dedupe {
-            Some(d) => {
+            Some(mut d) => {
                 let times = d.retention(self.tolerance)?;
+                if let Some(observer) = &self.observer {
+                    d.inherit_observer(observer);
+                }
                 Some((d, times))
             }
             None => None,
         };
+        let name = self
+            .name
+            .unwrap_or_else(|| Arc::from(self.scheme.provider().name()));
+        if let Some(observer) = &self.observer {
+            let labels: Vec<Option<Arc<str>>> = keys.iter().map(|k| k.label().cloned()).collect();
+            observer.on_route(&RouteRecord {
+                route: &name,
+                provider: self.scheme.provider(),
+                secret_labels: &labels,
+            });
+        }
         Ok(Verifier {
             inner: Arc::new(Inner {
                 scheme: self.scheme,
@@ -686,6 +751,8 @@ impl VerifierBuilder {
                 schemas: self.schemas,
                 handshake: self.handshake,
                 rejection_logs: LogLimiter::new(self.rejection_logs_per_second),
+                name,
+                observer: self.observer,
             }),
         })
     }
@@ -694,6 +761,7 @@ impl VerifierBuilder {
 impl fmt::Debug for VerifierBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerifierBuilder")
+            .field("name", &self.name)
             .field("scheme", &self.scheme)
             .field("secrets", &self.secrets)
             .field("tolerance", &self.tolerance)

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -11,7 +11,36 @@ use http::Request;
 use tower::Service;
 
 use super::{Claim, Dedupe, DedupeKey, DedupeStore, LeaseToken, Retention, StoreError, StoreErrorKind};
+use crate::observe::{Answered, DedupeOp, DedupeRecord, DedupeResult};
+use crate::verify::Watch;
 use crate::{Rejection, RejectionKind, VerifiedWebhook, Verifier};
+
+/// Reports one store operation to the dedupe's observer.
+fn report(
+    verifier: &Verifier,
+    dedupe: &Dedupe,
+    op: DedupeOp,
+    result: DedupeResult,
+    started: Option<Instant>,
+) {
+    if let (Some(observer), Some(started)) = (dedupe.observer(), started) {
+        observer.on_dedupe(&DedupeRecord {
+            route: verifier.name_arc(),
+            namespace: dedupe.namespace(),
+            op,
+            result,
+            latency: started.elapsed(),
+        });
+    }
+}
+
+/// What a complete or release answered, for the observer.
+fn store_answer<T>(result: &Result<T, StoreError>) -> DedupeResult {
+    match result {
+        Ok(_) => DedupeResult::Done,
+        Err(e) => DedupeResult::Error(e.kind()),
+    }
+}
 
 /// How often, and how far apart, a failed `complete` is retried in the
 /// background.
@@ -30,6 +59,7 @@ pub(crate) async fn run<S>(
     times: Retention,
     mut req: Request<Body>,
     mut inner: S,
+    watch: &mut Watch<'_>,
 ) -> Result<Response, S::Error>
 where
     S: Service<Request<Body>, Response = Response>,
@@ -45,9 +75,26 @@ where
     let times = verifier.retention_for(&hook, times);
     let token = LeaseToken::random();
     let store = dedupe.store();
-    match store.claim(&key, token, times).await {
+    // Store latency is measured only for an observer.
+    let clock = || dedupe.observer().map(|_| Instant::now());
+    let started = clock();
+    let claim = store.claim(&key, token, times).await;
+    let result = match &claim {
+        Ok(Claim::Acquired) => DedupeResult::Acquired,
+        Ok(Claim::AlreadyProcessed) => DedupeResult::Duplicate,
+        Ok(Claim::InProgress { .. }) => DedupeResult::InProgress,
+        Err(e) => DedupeResult::Error(e.kind()),
+    };
+    report(verifier, dedupe, DedupeOp::Claim, result, started);
+    match claim {
         Ok(Claim::Acquired) => {}
-        Ok(Claim::AlreadyProcessed) => return Ok(duplicate(&hook)),
+        Ok(Claim::AlreadyProcessed) => {
+            let response = duplicate(&hook);
+            return Ok(match verifier.observer() {
+                Some(_) => crate::observe::mark(response, Answered::Duplicate),
+                None => response,
+            });
+        }
         Ok(Claim::InProgress { retry_after }) => {
             return Ok(verifier.reject(
                 verifier.tag(
@@ -79,14 +126,25 @@ where
     };
     // Verified and handed to the handler or the queue: the rate limiter
     // refunds it, whatever the handler answers.
+    watch.handler_started();
     let result = inner.call(req).await.map(crate::rate_limit::fresh);
+    watch.handler_finished();
     held.succeeded = matches!(&result, Ok(response) if response.status().as_u16() < 400);
     // If this future is dropped while the store answers, `held` finishes
     // the job (complete or release) in the background.
     if held.succeeded && settled.load(Ordering::Acquire) {
         // Already marked processed in the queue's transaction.
     } else if held.succeeded {
-        if let Err(e) = store.complete(&key, token, times).await {
+        let started = clock();
+        let completed = store.complete(&key, token, times).await;
+        report(
+            verifier,
+            dedupe,
+            DedupeOp::Complete,
+            store_answer(&completed),
+            started,
+        );
+        if let Err(e) = completed {
             tracing::error!(
                 target: "webhook_guard",
                 provider = hook.provider().name(),
@@ -95,13 +153,24 @@ where
             );
             complete_later(store.clone(), key, token, times);
         }
-    } else if let Err(e) = store.release(&key, token).await {
-        tracing::warn!(
-            target: "webhook_guard",
-            provider = hook.provider().name(),
-            error = %e,
-            "could not release a failed delivery's claim; it frees itself when its lease ends"
+    } else {
+        let started = clock();
+        let released = store.release(&key, token).await;
+        report(
+            verifier,
+            dedupe,
+            DedupeOp::Release,
+            store_answer(&released),
+            started,
         );
+        if let Err(e) = released {
+            tracing::warn!(
+                target: "webhook_guard",
+                provider = hook.provider().name(),
+                error = %e,
+                "could not release a failed delivery's claim; it frees itself when its lease ends"
+            );
+        }
     }
     held.store = None;
     result

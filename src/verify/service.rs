@@ -7,7 +7,9 @@ use http::Request;
 use tower::Service;
 
 use super::future::ResponseFuture;
+use super::watch::Watch;
 use crate::body::Reservation;
+use crate::observe::Outcome;
 use crate::{Rejection, Verifier};
 
 /// A service that lets through only requests the real sender signed; the
@@ -47,20 +49,43 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
         ResponseFuture::new(async move {
+            // The request's record for the route's observer (nothing
+            // without one); reported once, when the layer answers or
+            // this future is dropped.
+            let mut watch = Watch::start(&verifier);
             // The body's bytes in the budget: held while the handler runs
             // (it has the verified bytes), given back when this future
             // finishes or is dropped.
             let mut held = Reservation::new(verifier.body_budget());
-            let req = match accept(&verifier, req, &mut held).await {
+            let req = match accept(&verifier, req, &mut held, &mut watch).await {
                 Ok(Step::Continue(req)) => req,
-                Ok(Step::Answer(response)) => return Ok(response),
-                Err(rejection) => return Ok(verifier.reject(rejection)),
+                Ok(Step::Answer(response)) => {
+                    watch.answered(Outcome::Handshake, &response);
+                    return Ok(response);
+                }
+                Err(rejection) => {
+                    let kind = rejection.kind();
+                    let response = verifier.reject(rejection);
+                    watch.rejected(kind, &response);
+                    return Ok(response);
+                }
             };
             let response = match verifier.dedupe() {
-                Some((dedupe, times)) => crate::dedupe::run(&verifier, dedupe, *times, req, inner).await,
-                None => inner.call(req).await.map(crate::rate_limit::fresh),
+                Some((dedupe, times)) => {
+                    crate::dedupe::run(&verifier, dedupe, *times, req, inner, &mut watch).await
+                }
+                None => {
+                    watch.handler_started();
+                    let response = inner.call(req).await.map(crate::rate_limit::fresh);
+                    watch.handler_finished();
+                    response
+                }
             };
             drop(held);
+            match &response {
+                Ok(r) => watch.answered(crate::observe::outcome_of(r), r),
+                Err(_) => watch.failed(),
+            }
             response
         })
     }
@@ -81,6 +106,7 @@ async fn accept<B>(
     verifier: &Verifier,
     req: Request<B>,
     held: &mut Reservation<'_>,
+    watch: &mut Watch<'_>,
 ) -> Result<Step, Rejection>
 where
     B: http_body::Body<Data = Bytes>,
@@ -102,13 +128,18 @@ where
         )
         .await
         .map_err(|r| verifier.tag(r))?;
+        watch.body(bytes.len());
         verifier.authenticate(&parsed, &parts.headers, bytes)?
     };
+    watch.verified(&verified);
     if let Some(answer) = verifier.url_verification(&verified) {
         return Ok(Step::Answer(answer));
     }
     verifier.validate(&verified)?;
     let body = Body::from(verified.body().clone());
     parts.extensions.insert(verified);
+    if verifier.observer().is_some() {
+        parts.extensions.insert(crate::observe::Observed);
+    }
     Ok(Step::Continue(Request::from_parts(parts, body)))
 }

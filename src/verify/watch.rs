@@ -1,0 +1,145 @@
+//! What the layer gathers about one request for its observer: nothing at
+//! all when the route has no observer.
+
+use std::time::{Duration, Instant};
+
+use axum::response::Response;
+
+use crate::observe::{Outcome, RequestRecord, SecretMatch, Skew};
+use crate::{Rejection, RejectionKind, VerifiedWebhook, Verifier};
+
+/// One request's facts, reported once: when the layer answers, or, if the
+/// response future is dropped first, as [`Outcome::Cancelled`].
+pub(crate) struct Watch<'v> {
+    trace: Option<Trace<'v>>,
+}
+
+struct Trace<'v> {
+    verifier: &'v Verifier,
+    start: Instant,
+    handler_start: Option<Instant>,
+    handler_time: Option<Duration>,
+    body_bytes: Option<usize>,
+    skew: Option<Skew>,
+    hook: Option<VerifiedWebhook>,
+}
+
+impl<'v> Watch<'v> {
+    /// Starts watching a request, if `verifier` has an observer.
+    #[inline]
+    pub(crate) fn start(verifier: &'v Verifier) -> Self {
+        Self {
+            trace: verifier.observer().map(|_| Trace {
+                verifier,
+                start: Instant::now(),
+                handler_start: None,
+                handler_time: None,
+                body_bytes: None,
+                skew: None,
+                hook: None,
+            }),
+        }
+    }
+
+    /// The body was read to its end.
+    #[inline]
+    pub(crate) fn body(&mut self, bytes: usize) {
+        if let Some(t) = &mut self.trace {
+            t.body_bytes = Some(bytes);
+        }
+    }
+
+    /// The request verified as `hook`.
+    #[inline]
+    pub(crate) fn verified(&mut self, hook: &VerifiedWebhook) {
+        if let Some(t) = &mut self.trace {
+            t.skew = hook
+                .timestamp_unix()
+                .map(|ts| Skew::between(ts, t.verifier.now_unix()));
+            t.hook = Some(hook.clone());
+        }
+    }
+
+    /// The inner service is called now.
+    #[inline]
+    pub(crate) fn handler_started(&mut self) {
+        if let Some(t) = &mut self.trace {
+            t.handler_start = Some(Instant::now());
+        }
+    }
+
+    /// The inner service answered.
+    #[inline]
+    pub(crate) fn handler_finished(&mut self) {
+        if let Some(t) = &mut self.trace {
+            t.handler_time = t.handler_start.map(|s| s.elapsed());
+        }
+    }
+
+    /// The layer answers `response` to a request it rejected with `kind`
+    /// (the [`Rejection`] is in the response's extensions).
+    #[inline]
+    pub(crate) fn rejected(&mut self, kind: RejectionKind, response: &Response) {
+        if let Some(t) = &mut self.trace {
+            let context = response
+                .extensions()
+                .get::<Rejection>()
+                .and_then(Rejection::timestamp);
+            if let Some(ts) = context {
+                t.skew = Some(Skew::between(ts.timestamp(), ts.now()));
+            }
+        }
+        self.finish(Outcome::Rejected(kind), Some(response));
+    }
+
+    /// The layer answers `response`.
+    #[inline]
+    pub(crate) fn answered(&mut self, outcome: Outcome, response: &Response) {
+        self.finish(outcome, Some(response));
+    }
+
+    /// The inner service failed with an error instead of a response.
+    #[inline]
+    pub(crate) fn failed(&mut self) {
+        self.finish(Outcome::Rejected(RejectionKind::HandlerError), None);
+    }
+
+    fn finish(&mut self, outcome: Outcome, response: Option<&Response>) {
+        let Some(t) = self.trace.take() else {
+            return;
+        };
+        let Some(observer) = t.verifier.observer() else {
+            return;
+        };
+        let hook = t.hook.as_ref();
+        let record = RequestRecord {
+            route: t.verifier.name_arc(),
+            provider: t.verifier.scheme().provider(),
+            outcome,
+            status: response.map(Response::status),
+            secret: hook.map(|h| SecretMatch {
+                index: h.secret_index(),
+                label: h.secret_label_arc(),
+            }),
+            skew: t.skew,
+            body_bytes: t.body_bytes,
+            layer_time: t.start.elapsed(),
+            handler_time: match (t.handler_time, t.handler_start) {
+                (Some(time), _) => Some(time),
+                // Still in the handler: cancelled while it ran.
+                (None, Some(start)) => Some(start.elapsed()),
+                (None, None) => None,
+            },
+            event_type: hook.and_then(VerifiedWebhook::event_type),
+        };
+        observer.on_request(&record);
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        if self.trace.is_some() {
+            self.finish(Outcome::Cancelled, None);
+        }
+    }
+}
