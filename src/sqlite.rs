@@ -33,7 +33,7 @@
 //! disk, as with `synchronous=FULL`, but the writer runs the next
 //! transaction while the disk works. Checkpoints (copying the WAL into the
 //! database file, fsynced) run on a connection and thread of their own
-//! every 50 ms, so no commit waits for one. If an fsync fails, the kernel
+//! every 10 ms, so no commit waits for one. If an fsync fails, the kernel
 //! may have dropped what it could not write, so nothing written since can
 //! be trusted: every operation fails (503) from then on, and the error is
 //! logged, until the process restarts and SQLite recovers the file.
@@ -53,7 +53,7 @@
 //! One exception, on purpose: the takes, completed jobs
 //! ([`complete`](QueueStorage::complete), and
 //! [`complete_and_take`](QueueStorage::complete_and_take)), sweeps and
-//! reads of a batch commit first, in a transaction of their own, and are
+//! reads of a batch commit in a transaction of their own, and are
 //! answered without waiting for an fsync. Such a commit survives the
 //! process being killed (SQLite has written it to the
 //! WAL file, which is in the OS's cache); only a power loss or an OS crash
@@ -71,7 +71,7 @@
 //! One writer thread owns the connection. Every write is sent to it and
 //! awaited; the thread takes everything that is waiting (up to 256
 //! operations), runs them in **one** transaction (the light ones above in
-//! a first one), commits once, and the sync thread's next fsync covers
+//! a second one), commits once, and the sync thread's next fsync covers
 //! it; then each is answered. Under load many deliveries share an fsync,
 //! without any added wait when the load is light. An operation refused
 //! before it writes (the queue is full) fails alone; if a statement fails

@@ -435,10 +435,12 @@ type DueJob = (i64, i64, i64, Option<Delivery>);
 /// the checkpointer thread keeps the WAL far smaller.
 const WAL_BACKSTOP_PAGES: u32 = 8192;
 /// How often the checkpointer thread copies the WAL into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(10);
 
 /// Copies committed WAL pages into the database file (and fsyncs it) on a
-/// connection of its own, every [`CHECKPOINT_EVERY`], so that the writer
+/// connection of its own, every [`CHECKPOINT_EVERY`] (often, so that each
+/// checkpoint is short: a long one holds up the WAL fsyncs that answers
+/// wait for), so that the writer
 /// thread's commits never wait for a checkpoint (SQLite's automatic
 /// checkpoint would run inside the commit that crosses its threshold).
 /// A passive checkpoint takes no lock a writer needs; the writer restarts
@@ -677,15 +679,13 @@ impl Writer {
     }
 
     /// Runs what `batch` holds and answers every request once its commit
-    /// is known: first the light operations (see [`Op::is_light`]) as one
-    /// transaction without an fsync, answered at once, so that workers
-    /// settling jobs never wait for an fsync; then the rest as one
-    /// transaction with one.
+    /// is known: first the operations that need an fsync as one
+    /// transaction (handed to the sync thread, whose fsync then runs
+    /// while this thread goes on), then the light ones (see
+    /// [`Op::is_light`]: workers settling jobs) as a transaction of their
+    /// own, answered at its commit, so that they never wait for an fsync.
     fn run_batch(&mut self, batch: &mut Vec<Request>) {
         let (light, heavy): (Vec<Request>, Vec<Request>) = batch.drain(..).partition(|r| r.op.is_light());
-        if !light.is_empty() {
-            self.run_transaction(light, SyncMode::Normal);
-        }
         if !heavy.is_empty() {
             let sync = if self.syncer.is_some() {
                 SyncMode::Normal
@@ -693,6 +693,9 @@ impl Writer {
                 SyncMode::Full
             };
             self.run_transaction(heavy, sync);
+        }
+        if !light.is_empty() {
+            self.run_transaction(light, SyncMode::Normal);
         }
     }
 
