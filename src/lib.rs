@@ -15,6 +15,8 @@ pub mod internals;
 mod json;
 pub mod log_limit;
 pub mod manual;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod observe;
 pub mod queue;
 pub mod rate_limit;
