@@ -96,7 +96,7 @@
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
 //! | `webhook_guard_requests_total` | counter | `route`, `provider`, `outcome` | Requests that reached the verify layer, by [`Outcome::name`]: `processed`, `accepted`, `duplicate`, `ignored`, `handshake`, `rejected`, `cancelled`. |
-//! | `webhook_guard_rejections_total` | counter | `route`, `provider`, `reason` | Rejected requests by [`RejectionKind::reason`] (`signature_mismatch`, `timestamp_out_of_tolerance`, `handler_error`, ...). |
+//! | `webhook_guard_rejections_total` | counter | `route`, `provider`, `reason` | Rejected requests by [`RejectionKind::reason`](crate::RejectionKind::reason) (`signature_mismatch`, `timestamp_out_of_tolerance`, `handler_error`, ...). |
 //! | `webhook_guard_secret_matches_total` | counter | `route`, `secret` | Verified deliveries by the secret that matched: its label ([`Secret::labeled`](crate::Secret::labeled)), or its 0-based index (`"0"`, `"1"`) when it has none. When the old secret's count stops growing after a rotation, it can be removed. |
 //! | `webhook_guard_request_duration_seconds` | histogram | `route`, `provider`, `outcome` | Time in the verify layer, handler included, from the request to the answer. |
 //! | `webhook_guard_handler_duration_seconds` | histogram | `route`, `provider` | Time in the inner service (the handler, or the queue's enqueue), for requests that reached it. |
