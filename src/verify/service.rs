@@ -83,7 +83,7 @@ where
             };
             drop(held);
             match &response {
-                Ok(r) => watch.answered(crate::observe::outcome_of(r), r),
+                Ok(r) => watch.responded(r),
                 Err(_) => watch.failed(),
             }
             response

@@ -98,6 +98,15 @@ impl<'v> Watch<'v> {
         self.finish(outcome, Some(response));
     }
 
+    /// The inner service answered `response`: its outcome is read from
+    /// the response's marks, only when there is a record to make.
+    #[inline]
+    pub(crate) fn responded(&mut self, response: &Response) {
+        if self.trace.is_some() {
+            self.finish(crate::observe::outcome_of(response), Some(response));
+        }
+    }
+
     /// The inner service failed with an error instead of a response.
     #[inline]
     pub(crate) fn failed(&mut self) {
