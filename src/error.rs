@@ -80,6 +80,16 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A PayPal certificate given at build is unusable.
+    InvalidCertificate {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A PayPal route's configuration is unusable.
+    InvalidPayPal {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A fast-acknowledgement queue could not be started.
     InvalidQueue {
         /// What is wrong.
@@ -116,6 +126,8 @@ impl fmt::Display for ConfigError {
             Self::InvalidStore { reason } => write!(f, "invalid dedupe store: {reason}"),
             Self::InvalidHandshake { reason } => write!(f, "invalid handshake: {reason}"),
             Self::InvalidQueue { reason } => write!(f, "invalid queue: {reason}"),
+            Self::InvalidCertificate { reason } => write!(f, "invalid PayPal certificate: {reason}"),
+            Self::InvalidPayPal { reason } => write!(f, "invalid PayPal configuration: {reason}"),
             Self::InvalidSchema {
                 event_type: Some(t),
                 reason,

@@ -81,7 +81,7 @@ impl Handshake {
         &self,
         method: &Method,
         query: Option<&str>,
-        sign: impl FnOnce(&[u8]) -> [u8; 32],
+        sign: impl FnOnce(&[u8]) -> Option<[u8; 32]>,
     ) -> Option<Result<Response, Rejection>> {
         if method != Method::GET {
             return None;
@@ -143,7 +143,7 @@ fn meta(token: &Secret, query: &[u8]) -> Result<Response, Rejection> {
     }
 }
 
-fn x_crc(query: &[u8], sign: impl FnOnce(&[u8]) -> [u8; 32]) -> Result<Response, Rejection> {
+fn x_crc(query: &[u8], sign: impl FnOnce(&[u8]) -> Option<[u8; 32]>) -> Result<Response, Rejection> {
     let missing = || {
         Rejection::new(
             RejectionKind::MissingChallenge,
@@ -163,7 +163,14 @@ fn x_crc(query: &[u8], sign: impl FnOnce(&[u8]) -> [u8; 32]) -> Result<Response,
         return Err(missing());
     }
     use base64::Engine as _;
-    let mac = base64::engine::general_purpose::STANDARD.encode(sign(token.as_bytes()));
+    // Only an HMAC key can answer; X's scheme only makes those.
+    let tag = sign(token.as_bytes()).ok_or_else(|| {
+        Rejection::new(
+            RejectionKind::HandshakeRejected,
+            "the route's key cannot answer the CRC check",
+        )
+    })?;
+    let mac = base64::engine::general_purpose::STANDARD.encode(tag);
     let body = serde_json::json!({ "response_token": format!("sha256={mac}") });
     Ok((
         StatusCode::OK,
@@ -190,7 +197,7 @@ mod tests {
         let answer = h.answer(&Method::GET, Some(query), |b| {
             let mut out = [0u8; 32];
             out[..b.len().min(32)].copy_from_slice(&b[..b.len().min(32)]);
-            out
+            Some(out)
         });
         match answer {
             Some(Ok(r)) => Ok((r.status(), format!("{:?}", r.headers().get(header::CONTENT_TYPE)))),
@@ -222,7 +229,7 @@ mod tests {
             run(&h, "hub.mode=subscribe&hub.verify_token=tok").err(),
             Some(RejectionKind::MissingChallenge)
         );
-        assert!(h.answer(&Method::POST, None, |_| [0; 32]).is_none());
+        assert!(h.answer(&Method::POST, None, |_| Some([0; 32])).is_none());
     }
 
     #[test]

@@ -10,11 +10,12 @@ use crate::client_ip::ClientIpConfig;
 use crate::{Networks, ProxyHeader, Rejection, RejectionKind, Scheme};
 
 /// What a scheme's header parser made of `headers`: the signed timestamp
-/// and the number of candidate signatures, or the rejection kind.
+/// and the number of candidate signatures (of every algorithm), or the
+/// rejection kind.
 pub fn parse_headers(scheme: &Scheme, headers: &HeaderMap) -> Result<(Option<i64>, usize), RejectionKind> {
     scheme
         .parse(headers)
-        .map(|p| (p.timestamp, p.signatures.as_slice().len()))
+        .map(|p| (p.timestamp, p.signatures.len()))
         .map_err(|r: Rejection| r.kind())
 }
 
@@ -45,4 +46,20 @@ pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, RejectionKind> {
         crate::json::JsonError::Syntax => RejectionKind::InvalidJson,
         crate::json::JsonError::DuplicateKey => RejectionKind::DuplicateKeys,
     })
+}
+
+/// PayPal's certificate-URL check with the default hosts: `Some(true)`
+/// for a believed sandbox URL, `Some(false)` for a live one, `None` when
+/// refused.
+#[cfg(feature = "paypal")]
+pub fn paypal_cert_url(raw: &str, sandbox: bool) -> Option<bool> {
+    crate::scheme::paypal::check_default_url(raw, sandbox)
+        .map(|env| env == crate::paypal::Environment::Sandbox)
+}
+
+/// PayPal's strict RFC 3339 parser (`PAYPAL-TRANSMISSION-TIME`), as Unix
+/// seconds.
+#[cfg(feature = "paypal")]
+pub fn paypal_time(raw: &[u8]) -> Option<i64> {
+    crate::scheme::paypal::rfc3339(raw)
 }

@@ -27,6 +27,7 @@ use std::time::Duration;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 
+use crate::hints::Hint;
 use crate::Provider;
 
 /// What went wrong. New kinds may be added in minor releases.
@@ -121,6 +122,16 @@ pub enum RejectionKind {
     QueueUnavailable,
     /// The receiver is shutting down. 503, `shutting_down`.
     ShuttingDown,
+    /// The request names a certificate the route does not trust: PayPal's
+    /// `PAYPAL-CERT-URL` is not a PayPal certificate address, or the
+    /// certificate found there is not PayPal's, has no chain to a trust
+    /// anchor, or is not valid now. Checked before any certificate is
+    /// looked up. 401, `untrusted_certificate`.
+    UntrustedCertificate,
+    /// The certificate the request names cannot be had now (fetch failed
+    /// or timed out). 503, `certificate_unavailable`, with `Retry-After`:
+    /// the provider retries.
+    CertificateUnavailable,
 }
 
 impl RejectionKind {
@@ -230,6 +241,16 @@ impl RejectionKind {
                 "Queue unavailable",
             ),
             ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "Shutting down"),
+            UntrustedCertificate => (
+                StatusCode::UNAUTHORIZED,
+                "untrusted_certificate",
+                "Untrusted certificate",
+            ),
+            CertificateUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "certificate_unavailable",
+                "Certificate unavailable",
+            ),
         }
     }
 
@@ -303,6 +324,18 @@ pub struct Rejection {
     detail: Cow<'static, str>,
     provider: Option<Provider>,
     context: Context,
+    /// Diagnostic hints, found only on a route with
+    /// [`Diagnostics`](crate::hints::Diagnostics); `None` otherwise (one
+    /// pointer, so every `Result` carrying a rejection stays small).
+    hints: Option<Box<Hints>>,
+}
+
+/// A rejection's hints and whether the default response shows them
+/// (development only).
+#[derive(Debug, Clone)]
+struct Hints {
+    list: Vec<Hint>,
+    in_response: bool,
 }
 
 /// The one piece of context a rejection may carry.
@@ -324,6 +357,7 @@ impl Rejection {
             detail: detail.into(),
             provider: None,
             context: Context::None,
+            hints: None,
         }
     }
 
@@ -388,6 +422,26 @@ impl Rejection {
     pub(crate) fn with_provider(mut self, provider: &Provider) -> Self {
         self.provider = Some(provider.clone());
         self
+    }
+
+    /// Attaches diagnostic hints; `in_response` puts them in the default
+    /// response too.
+    pub(crate) fn with_hints(mut self, hints: Vec<Hint>, in_response: bool) -> Self {
+        self.hints = (!hints.is_empty() || in_response).then(|| {
+            Box::new(Hints {
+                list: hints,
+                in_response,
+            })
+        });
+        self
+    }
+
+    /// Diagnostic hints about why the request failed, on a route with
+    /// [`Diagnostics`](crate::hints::Diagnostics) (empty otherwise, and
+    /// when none was found). They are in the default response only with
+    /// [`Diagnostics::in_response`](crate::hints::Diagnostics::in_response).
+    pub fn hints(&self) -> &[Hint] {
+        self.hints.as_ref().map_or(&[], |h| h.list.as_slice())
     }
 
     /// What went wrong.
@@ -457,6 +511,18 @@ impl Rejection {
                 "retry_after".into(),
                 crate::dedupe::retry_after_secs(after).into(),
             );
+        }
+        let shown = self
+            .hints
+            .as_ref()
+            .filter(|h| h.in_response && !h.list.is_empty());
+        if let (Some(shown), Some(map)) = (shown, doc.as_object_mut()) {
+            let hints: Vec<serde_json::Value> = shown
+                .list
+                .iter()
+                .map(|h| serde_json::json!({"code": h.code(), "detail": h.to_string()}))
+                .collect();
+            map.insert("hints".into(), hints.into());
         }
         let mut response = (status, doc.to_string()).into_response();
         let headers = response.headers_mut();

@@ -9,30 +9,41 @@
 //! |---|---|---|---|
 //! | [`Scheme::stripe`] | `Stripe-Signature: t=<unix>,v1=<hex>[,v1=…]` | `<t>.<body>` | the secret text, `whsec_` included |
 //! | [`Scheme::github`] | `X-Hub-Signature-256: sha256=<hex>` | body | the secret text |
-//! | [`Scheme::standard_webhooks`] | `webhook-signature: v1,<base64>[ v1,…]` (+ `webhook-id`, `webhook-timestamp`; `svix-*` aliases) | `<id>.<timestamp>.<body>` | base64 after `whsec_` |
+//! | [`Scheme::standard_webhooks`] | `webhook-signature: v1,<base64>[ v1a,…]` (+ `webhook-id`, `webhook-timestamp`; `svix-*` aliases) | `<id>.<timestamp>.<body>` | base64 after `whsec_` (`v1`); an Ed25519 public key after `whpk_` (`v1a`, feature `ed25519`) |
 //! | [`Scheme::slack`] | `X-Slack-Signature: v0=<hex>` (+ `X-Slack-Request-Timestamp`) | `v0:<ts>:<body>` | the secret text |
 //! | [`Scheme::shopify`] | `X-Shopify-Hmac-Sha256: <base64>` (or `Shopify-Hmac-Sha256`) | body | the secret text |
+//! | [`Scheme::discord`] | `X-Signature-Ed25519: <hex>` (+ `X-Signature-Timestamp`) | `<timestamp><body>` | the application's Ed25519 public key, 64 hex digits (feature `ed25519`) |
+//! | [`Scheme::sendgrid`] | `X-Twilio-Email-Event-Webhook-Signature: <base64 DER>` (+ `…-Timestamp`) | `<timestamp><body>` | the verification key: base64 DER of a P-256 public key (feature `ecdsa`) |
 //! | [`Scheme::custom`] | you say ([`CustomScheme`]) | you say | the secret text |
 //!
-//! All are HMAC-SHA256. The signed content is streamed into the MAC piece by
-//! piece, never concatenated; received signatures are decoded to exactly 32
-//! bytes and compared in constant time.
+//! All are HMAC-SHA256, except Standard Webhooks' `v1a` and Discord
+//! (Ed25519) and SendGrid (ECDSA P-256 with SHA-256), all three verified
+//! with `ring`. For HMAC the signed content is streamed into the MAC piece
+//! by piece, never concatenated; received tags are decoded to exactly 32
+//! bytes and compared in constant time. Each key is only ever checked against candidates of
+//! its own algorithm, and the algorithm is the route's choice (its keys),
+//! never the request's.
 
 use std::fmt;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use zeroize::Zeroizing;
 
 use crate::{ConfigError, Rejection, RejectionKind};
 
+mod algorithm;
 mod custom;
+mod discord;
 mod github;
+#[cfg(feature = "paypal")]
+pub mod paypal;
+mod sendgrid;
 mod shopify;
 mod slack;
 mod standard;
 mod stripe;
 
+pub(crate) use algorithm::{Algorithm, Algorithms, Key, LabeledKey, Signatures, MAC_LEN};
 pub use custom::{CustomScheme, CustomSchemeBuilder, SignatureEncoding, SignedPiece};
 
 /// Most candidate signatures one header may list; more is malformed.
@@ -41,8 +52,6 @@ pub(crate) const MAX_SIGNATURES: usize = 8;
 pub(crate) const MAX_HEADER_LEN: usize = 4096;
 /// Most pieces a signed layout may have.
 pub(crate) const MAX_PIECES: usize = 8;
-/// Length of an HMAC-SHA256 tag.
-pub(crate) const MAC_LEN: usize = 32;
 
 /// Who sent a webhook.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -63,15 +72,30 @@ pub enum Provider {
     Meta,
     /// X (Twitter).
     X,
+    /// PayPal.
+    PayPal,
+    /// Discord (interactions).
+    Discord,
+    /// SendGrid (the signed Event Webhook).
+    SendGrid,
     /// A provider described with [`CustomScheme`]; holds its name.
     Custom(Arc<str>),
 }
 
 impl Provider {
     /// A short lowercase name: `stripe`, `github`, `standard`, `slack`,
-    /// `shopify`, or the custom scheme's name.
+    /// `shopify`, `meta`, `x`, `discord`, `sendgrid`, or the custom
+    /// scheme's name.
     pub fn name(&self) -> &str {
         match self {
+            Self::Custom(name) => name,
+            named => named.static_name().unwrap_or_default(),
+        }
+    }
+
+    /// The name of a built-in provider (`None` for a custom one).
+    pub(crate) fn static_name(&self) -> Option<&'static str> {
+        Some(match self {
             Self::Stripe => "stripe",
             Self::GitHub => "github",
             Self::StandardWebhooks => "standard",
@@ -79,8 +103,11 @@ impl Provider {
             Self::Shopify => "shopify",
             Self::Meta => "meta",
             Self::X => "x",
-            Self::Custom(name) => name,
-        }
+            Self::PayPal => "paypal",
+            Self::Discord => "discord",
+            Self::SendGrid => "sendgrid",
+            Self::Custom(_) => return None,
+        })
     }
 }
 
@@ -90,68 +117,132 @@ impl fmt::Display for Provider {
     }
 }
 
+/// One provider's signing scheme: everything the verify layer needs to
+/// know about it, and nothing the layer must match on. Each provider's
+/// file implements it; [`Scheme`] holds one behind an `Arc`.
+///
+/// The layer's steps, in order: [`Def::parse`] reads the headers into
+/// the signed pieces, the candidate signatures, the timestamp and where
+/// the id and event type live; every [`Key`] made by [`Def::key`] at
+/// build is asked whether a candidate of its algorithm signs the pieces;
+/// [`Def::body_fields`] reads the id and event type from a verified body.
+pub(crate) trait Def: fmt::Debug + Send + Sync + 'static {
+    /// Whether the scheme signs a timestamp (checked against the
+    /// tolerance before the body is read).
+    fn is_timestamped(&self) -> bool;
+
+    /// Whether the delivery id comes from signed bytes, so it can be a
+    /// dedupe key.
+    fn signs_delivery_id(&self) -> bool;
+
+    /// Turns the configured secret at `index` into key material, once,
+    /// when the route is built. By default the secret's text is the
+    /// HMAC-SHA256 key.
+    fn key(&self, index: usize, secret: &str) -> Result<Key, ConfigError> {
+        let bytes = crate::secret::plain_key(index, secret)?;
+        Key::hmac_sha256(index, &bytes)
+    }
+
+    /// Turns a secret into the key a test signer signs with. By default
+    /// the same as [`Def::key`] (symmetric keys sign and verify alike).
+    #[cfg(any(test, feature = "test-util"))]
+    fn signing_key(&self, index: usize, secret: &str) -> Result<Key, ConfigError> {
+        self.key(index, secret)
+    }
+
+    /// Whether the route needs configured secrets. `false` for a scheme
+    /// whose key is named by each request ([`Def::request_key`]).
+    fn needs_secrets(&self) -> bool {
+        true
+    }
+
+    /// The algorithms of the keys [`Def::request_key`] gives, if any.
+    fn request_algorithms(&self) -> Algorithms {
+        Algorithms::default()
+    }
+
+    /// For a scheme whose key is named by the request (PayPal's
+    /// certificate URL, in [`Parsed::key_ref`]): looks it up. `now` is the
+    /// route's clock. `None`: the route's own keys verify.
+    fn request_key<'a>(&'a self, key_ref: &'a [u8], now: i64) -> Option<KeyFuture<'a>> {
+        let _ = (key_ref, now);
+        None
+    }
+
+    /// Reads the scheme's headers. Never panics; allocates nothing for
+    /// HMAC-SHA256 schemes.
+    fn parse<'h>(&'h self, headers: &'h HeaderMap) -> Result<Parsed<'h>, Rejection>;
+
+    /// How to read the delivery id and event type from a verified body,
+    /// for schemes that keep them there.
+    fn body_fields(&self) -> Option<BodyFieldsFn> {
+        None
+    }
+
+    /// After verification: an answer the scheme gives itself instead of
+    /// the handler (a handshake sent as a signed delivery, such as Slack's
+    /// `url_verification`). `None` by default.
+    fn answer_verified(&self, hook: &crate::VerifiedWebhook) -> Option<axum::response::Response> {
+        let _ = hook;
+        None
+    }
+
+    /// Writes the headers a real sender would send for `input`, signed
+    /// with `key` (made by [`Def::key`]).
+    #[cfg(any(test, feature = "test-util"))]
+    fn sign(&self, key: &Key, input: &SignInput<'_>, out: &mut HeaderMap);
+}
+
+/// A key being looked up for one request.
+pub(crate) type KeyFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Key, Rejection>> + Send + 'a>>;
+
 /// How a route's webhooks are signed. See the [module docs](self).
 #[derive(Clone, Debug)]
 pub struct Scheme {
-    kind: Kind,
+    def: Arc<dyn Def>,
     provider: Provider,
 }
 
-#[derive(Clone, Debug)]
-enum Kind {
-    Stripe,
-    GitHub,
-    Standard,
-    Slack,
-    Shopify,
-    Custom(Arc<CustomScheme>),
-}
-
 impl Scheme {
+    fn of(def: impl Def, provider: Provider) -> Self {
+        Self {
+            def: Arc::new(def),
+            provider,
+        }
+    }
+
     /// Stripe: `Stripe-Signature: t=…,v1=…`. Only `v1` counts; `v0` and
     /// unknown keys are ignored, so a header with no `v1` is rejected.
     pub fn stripe() -> Self {
-        Self {
-            kind: Kind::Stripe,
-            provider: Provider::Stripe,
-        }
+        Self::of(stripe::Stripe, Provider::Stripe)
     }
 
     /// GitHub: `X-Hub-Signature-256: sha256=…` over the body. The SHA-1
     /// `X-Hub-Signature` header is never consulted.
     pub fn github() -> Self {
-        Self {
-            kind: Kind::GitHub,
-            provider: Provider::GitHub,
-        }
+        Self::of(github::GitHub, Provider::GitHub)
     }
 
     /// Standard Webhooks (Svix): `webhook-id`, `webhook-timestamp`,
-    /// `webhook-signature`, or their `svix-*` aliases. Only `v1` signatures
-    /// count. Secrets are `whsec_` followed by the base64 key.
+    /// `webhook-signature`, or their `svix-*` aliases. `v1` (HMAC-SHA256)
+    /// signatures count for `whsec_` secrets (`whsec_` followed by the
+    /// base64 key); `v1a` (Ed25519) signatures for `whpk_` public keys,
+    /// with the feature `ed25519`.
     pub fn standard_webhooks() -> Self {
-        Self {
-            kind: Kind::Standard,
-            provider: Provider::StandardWebhooks,
-        }
+        Self::of(standard::Standard, Provider::StandardWebhooks)
     }
 
     /// Slack: `X-Slack-Signature: v0=…` with `X-Slack-Request-Timestamp`,
     /// for JSON and form-encoded bodies alike.
     pub fn slack() -> Self {
-        Self {
-            kind: Kind::Slack,
-            provider: Provider::Slack,
-        }
+        Self::of(slack::Slack, Provider::Slack)
     }
 
     /// Shopify: `X-Shopify-Hmac-Sha256` (or `Shopify-Hmac-Sha256`), base64,
     /// over the body.
     pub fn shopify() -> Self {
-        Self {
-            kind: Kind::Shopify,
-            provider: Provider::Shopify,
-        }
+        Self::of(shopify::Shopify, Provider::Shopify)
     }
 
     /// Meta (Facebook, Instagram, WhatsApp): `X-Hub-Signature-256:
@@ -167,10 +258,7 @@ impl Scheme {
             SignatureEncoding::Hex,
             meta_fields,
         );
-        Self {
-            kind: Kind::Custom(Arc::new(scheme)),
-            provider: Provider::Meta,
-        }
+        Self::of(scheme, Provider::Meta)
     }
 
     /// X (Twitter) Account Activity: `X-Twitter-Webhooks-Signature:
@@ -187,19 +275,80 @@ impl Scheme {
             SignatureEncoding::Base64,
             x_fields,
         );
-        Self {
-            kind: Kind::Custom(Arc::new(scheme)),
-            provider: Provider::X,
-        }
+        Self::of(scheme, Provider::X)
+    }
+
+    /// PayPal: RSA signatures checked against PayPal's certificate, with
+    /// the certificate URL checked first (feature `paypal`); see
+    /// [`crate::paypal`]. A PayPal route takes no secret.
+    #[cfg(feature = "paypal")]
+    pub fn paypal(config: crate::paypal::PayPal) -> Self {
+        Self::of(config, Provider::PayPal)
+    }
+
+    /// Discord interactions: `X-Signature-Ed25519` (Ed25519, 128 hex
+    /// digits) over `<X-Signature-Timestamp><body>` with no separator,
+    /// keyed with the application's public key from the Developer Portal
+    /// (64 hex digits). Needs the feature `ed25519`: without it, building
+    /// the route fails with [`ConfigError::InvalidSecretEncoding`].
+    ///
+    /// The signed timestamp is checked against the route's tolerance. The
+    /// delivery id is the body's `id` (signed); the event type is the
+    /// interaction `type` by name (`PING`, `APPLICATION_COMMAND`,
+    /// `MESSAGE_COMPONENT`, `APPLICATION_COMMAND_AUTOCOMPLETE`,
+    /// `MODAL_SUBMIT`), or the number as text for others. A verified `PING`
+    /// is answered by the layer with `200 {"type":1}` (JSON) and never
+    /// reaches the handler; every signature failure is `401`, as Discord
+    /// requires. App *webhook events* (same signature, ping `"type": 0`,
+    /// answered `204`) are left to the handler.
+    ///
+    /// ```
+    /// use webhook_guard::{Scheme, Verifier};
+    ///
+    /// let verifier = Verifier::builder(Scheme::discord())
+    ///     .secret("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+    ///     .build();
+    /// assert_eq!(verifier.is_ok(), cfg!(feature = "ed25519"));
+    /// ```
+    pub fn discord() -> Self {
+        Self::of(discord::Discord, Provider::Discord)
+    }
+
+    /// SendGrid's signed Event Webhook:
+    /// `X-Twilio-Email-Event-Webhook-Signature` (ECDSA P-256 with SHA-256,
+    /// DER, base64) over `<X-Twilio-Email-Event-Webhook-Timestamp><body>`
+    /// with no separator; the body's final `\r\n` is signed and never
+    /// trimmed. The key is the verification key from Mail Settings: the
+    /// base64 of a DER SubjectPublicKeyInfo (PEM armour also accepted),
+    /// parsed strictly (a P-256 point on the curve, nothing else). Needs the
+    /// feature `ecdsa`: without it, building the route fails with
+    /// [`ConfigError::InvalidSecretEncoding`].
+    ///
+    /// - A high `S` verifies (SendGrid's signers do not normalise it).
+    /// - A header that is not base64 of a DER `SEQUENCE` of two `INTEGER`s
+    ///   (at most 72 bytes) is `malformed_signature`; a well-shaped one that
+    ///   does not verify is `signature_mismatch`.
+    /// - SendGrid documents no freshness window: the signed timestamp is
+    ///   checked against the route's tolerance (300 seconds by default).
+    /// - The body is an array of events: no delivery id is signed and there
+    ///   is no event type, so dedupe keys on the body's hash.
+    ///
+    /// ```
+    /// use webhook_guard::{Scheme, Verifier};
+    ///
+    /// let verifier = Verifier::builder(Scheme::sendgrid())
+    ///     .secret("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnlvFYPAZFceEu/1FwCM/QmGUhA==")
+    ///     .build();
+    /// assert_eq!(verifier.is_ok(), cfg!(feature = "ecdsa"));
+    /// ```
+    pub fn sendgrid() -> Self {
+        Self::of(sendgrid::SendGrid, Provider::SendGrid)
     }
 
     /// A scheme described piece by piece; see [`CustomScheme`].
     pub fn custom(scheme: CustomScheme) -> Self {
         let provider = Provider::Custom(scheme.name().into());
-        Self {
-            kind: Kind::Custom(Arc::new(scheme)),
-            provider,
-        }
+        Self::of(scheme, provider)
     }
 
     /// Who signs with this scheme.
@@ -209,32 +358,49 @@ impl Scheme {
 
     /// Whether this scheme signs a timestamp.
     pub fn is_timestamped(&self) -> bool {
-        match &self.kind {
-            Kind::Stripe | Kind::Standard | Kind::Slack => true,
-            Kind::GitHub | Kind::Shopify => false,
-            Kind::Custom(c) => c.timestamp_header().is_some(),
-        }
+        self.def.is_timestamped()
     }
 
-    /// Turns a configured secret into HMAC key bytes.
-    pub(crate) fn key(&self, index: usize, secret: &str) -> Result<Zeroizing<Vec<u8>>, ConfigError> {
-        match &self.kind {
-            Kind::Standard => standard::key(index, secret),
-            _ => crate::secret::plain_key(index, secret),
-        }
+    /// Turns a configured secret into key material.
+    pub(crate) fn key(&self, index: usize, secret: &str) -> Result<Key, ConfigError> {
+        self.def.key(index, secret)
     }
 
-    /// Reads the scheme's headers. Never panics, never allocates.
+    /// Turns a secret into the key a test signer signs with.
+    #[cfg(any(test, feature = "test-util"))]
+    pub(crate) fn signing_key(&self, index: usize, secret: &str) -> Result<Key, ConfigError> {
+        self.def.signing_key(index, secret)
+    }
+
+    /// Whether the route needs configured secrets.
+    pub(crate) fn needs_secrets(&self) -> bool {
+        self.def.needs_secrets()
+    }
+
+    /// The algorithms of the keys requests name.
+    pub(crate) fn request_algorithms(&self) -> Algorithms {
+        self.def.request_algorithms()
+    }
+
+    /// Looks up the key a request names, for schemes that have one.
+    pub(crate) fn request_key<'a>(
+        &'a self,
+        parsed: &Parsed<'a>,
+        now: impl FnOnce() -> i64,
+    ) -> Option<KeyFuture<'a>> {
+        let key_ref = parsed.key_ref?;
+        self.def.request_key(key_ref, now())
+    }
+
+    /// Reads the scheme's headers.
     #[inline]
     pub(crate) fn parse<'a>(&'a self, headers: &'a HeaderMap) -> Result<Parsed<'a>, Rejection> {
-        match &self.kind {
-            Kind::Stripe => stripe::parse(headers),
-            Kind::GitHub => github::parse(headers),
-            Kind::Standard => standard::parse(headers),
-            Kind::Slack => slack::parse(headers),
-            Kind::Shopify => shopify::parse(headers),
-            Kind::Custom(c) => c.parse(headers),
-        }
+        self.def.parse(headers)
+    }
+
+    /// The scheme's own answer to a verified delivery, if it has one.
+    pub(crate) fn answer_verified(&self, hook: &crate::VerifiedWebhook) -> Option<axum::response::Response> {
+        self.def.answer_verified(hook)
     }
 
     /// Whether [`VerifiedWebhook::delivery_id`](crate::VerifiedWebhook::delivery_id)
@@ -242,37 +408,19 @@ impl Scheme {
     /// `id`, `webhook-id`, Slack's body `event_id`, a custom id header that
     /// is signed. GitHub's and Shopify's id headers are not signed.
     pub(crate) fn signs_delivery_id(&self) -> bool {
-        match &self.kind {
-            Kind::Stripe | Kind::Standard | Kind::Slack => true,
-            Kind::GitHub | Kind::Shopify => false,
-            Kind::Custom(c) => c.signs_delivery_id(),
-        }
+        self.def.signs_delivery_id()
     }
 
     /// How to read the delivery id and event type from a verified body, for
     /// schemes that keep them there.
     pub(crate) fn body_fields(&self) -> Option<BodyFieldsFn> {
-        match &self.kind {
-            Kind::Stripe => Some(stripe::body_fields),
-            Kind::Standard => Some(standard::body_fields),
-            Kind::Slack => Some(slack::body_fields),
-            Kind::GitHub => Some(github::body_fields),
-            Kind::Shopify => None,
-            Kind::Custom(c) => c.body_fields(),
-        }
+        self.def.body_fields()
     }
 
     /// Writes the headers a real sender would send for `input`.
     #[cfg(any(test, feature = "test-util"))]
-    pub(crate) fn sign(&self, mac: crate::secret::HmacSha256, input: &SignInput<'_>, out: &mut HeaderMap) {
-        match &self.kind {
-            Kind::Stripe => stripe::sign(mac, input, out),
-            Kind::GitHub => github::sign(mac, input, out),
-            Kind::Standard => standard::sign(mac, input, out),
-            Kind::Slack => slack::sign(mac, input, out),
-            Kind::Shopify => shopify::sign(mac, input, out),
-            Kind::Custom(c) => c.sign(mac, input, out),
-        }
+    pub(crate) fn sign(&self, key: &Key, input: &SignInput<'_>, out: &mut HeaderMap) {
+        self.def.sign(key, input, out);
     }
 }
 
@@ -366,6 +514,9 @@ pub(crate) fn json_str(body: BodyRef<'_>, key: &str) -> Option<String> {
 pub(crate) enum Piece<'a> {
     Bytes(&'a [u8]),
     Body,
+    /// The body's CRC-32 (IEEE), in unsigned decimal (PayPal).
+    #[cfg(feature = "paypal")]
+    BodyCrc32,
 }
 
 /// The signed layout of one request: pieces fed to the MAC in order.
@@ -402,44 +553,22 @@ impl<'a> Pieces<'a> {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Piece<'a>> {
         self.buf[..self.len].iter()
     }
-}
 
-/// Candidate signatures, each decoded to exactly [`MAC_LEN`] bytes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Signatures {
-    buf: [[u8; MAC_LEN]; MAX_SIGNATURES],
-    len: usize,
-}
-
-impl Signatures {
-    pub(crate) fn new() -> Self {
-        Self {
-            buf: [[0; MAC_LEN]; MAX_SIGNATURES],
-            len: 0,
-        }
-    }
-
-    /// Adds a candidate, or fails when the cap is reached.
-    pub(crate) fn push(&mut self, tag: [u8; MAC_LEN]) -> Result<(), Rejection> {
-        match self.buf.get_mut(self.len) {
-            Some(slot) => {
-                *slot = tag;
-                self.len += 1;
-                Ok(())
+    /// The signed content in one buffer, for algorithms that cannot take
+    /// it piece by piece (Ed25519 hashes it twice; `ring`'s ECDSA and RSA
+    /// take the message whole).
+    #[cfg(any(feature = "ed25519", feature = "paypal", feature = "ecdsa"))]
+    pub(crate) fn concat(&self, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(body.len() + 128);
+        for p in self.iter() {
+            match p {
+                Piece::Bytes(b) => out.extend_from_slice(b),
+                Piece::Body => out.extend_from_slice(body),
+                #[cfg(feature = "paypal")]
+                Piece::BodyCrc32 => out.extend_from_slice(paypal::crc32(body).to_string().as_bytes()),
             }
-            None => Err(Rejection::new(
-                RejectionKind::MalformedSignature,
-                "the signature header lists more signatures than are accepted",
-            )),
         }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub(crate) fn as_slice(&self) -> &[[u8; MAC_LEN]] {
-        &self.buf[..self.len]
+        out
     }
 }
 
@@ -452,13 +581,16 @@ pub(crate) enum Field<'h> {
 }
 
 /// Everything a scheme read from the headers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Parsed<'h> {
     pub(crate) timestamp: Option<i64>,
     pub(crate) signatures: Signatures,
     pub(crate) content: Pieces<'h>,
     pub(crate) id: Field<'h>,
     pub(crate) event_type: Field<'h>,
+    /// What the request names as its key, for a scheme that resolves it
+    /// ([`Def::request_key`]): PayPal's certificate URL.
+    pub(crate) key_ref: Option<&'h [u8]>,
 }
 
 /// How often a header name occurs in a request.
@@ -631,16 +763,6 @@ pub(crate) fn base64_tag(raw: &[u8]) -> Option<[u8; MAC_LEN]> {
 /// A rejection for a signature that cannot be decoded.
 pub(crate) fn bad_signature(what: &str) -> Rejection {
     Rejection::new(RejectionKind::MalformedSignature, what.to_owned())
-}
-
-/// The MAC of `pieces`, for signing in tests.
-#[cfg(any(test, feature = "test-util"))]
-pub(crate) fn mac_of(mut mac: crate::secret::HmacSha256, pieces: &[&[u8]]) -> [u8; MAC_LEN] {
-    use hmac::Mac as _;
-    for p in pieces {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().into()
 }
 
 /// A header value built from text we produced ourselves.

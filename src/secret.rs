@@ -16,11 +16,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use zeroize::Zeroizing;
-
-pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// A webhook secret. Its value never appears in `Debug` or `Display` output
 /// and is overwritten with zeros when dropped.
@@ -84,47 +80,6 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
-    }
-}
-
-/// An HMAC-SHA256 state keyed once with a secret's key bytes; cloned per
-/// request so the key schedule is not recomputed.
-///
-/// The key bytes themselves are zeroized right after keying. The inner and
-/// outer pad states kept here are not zeroized on drop (the `hmac` 0.12 /
-/// `sha2` 0.10 states offer no way to do so without `unsafe`).
-#[derive(Clone)]
-pub(crate) struct KeyedMac {
-    mac: HmacSha256,
-    label: Option<Arc<str>>,
-}
-
-impl KeyedMac {
-    /// HMAC accepts keys of any length, so this only fails if the `hmac`
-    /// crate changes that; it is reported as a configuration error anyway.
-    pub(crate) fn new(index: usize, key: &[u8], label: Option<Arc<str>>) -> Result<Self, crate::ConfigError> {
-        let mac = HmacSha256::new_from_slice(key).map_err(|_| crate::ConfigError::InvalidSecretEncoding {
-            index,
-            reason: "the HMAC implementation refused the key",
-        })?;
-        Ok(Self { mac, label })
-    }
-
-    pub(crate) fn state(&self) -> HmacSha256 {
-        self.mac.clone()
-    }
-
-    pub(crate) fn label(&self) -> Option<&Arc<str>> {
-        self.label.as_ref()
-    }
-}
-
-impl fmt::Debug for KeyedMac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedMac")
-            .field("label", &self.label)
-            .field("key", &"[redacted]")
-            .finish()
     }
 }
 

@@ -38,8 +38,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 
 use crate::clock::{Clock as _, SystemClock};
-use crate::scheme::SignInput;
-use crate::secret::{HmacSha256, KeyedMac};
+use crate::scheme::{Key, SignInput};
 use crate::{ConfigError, Scheme, Secret};
 
 /// Signs request bodies the way a scheme's real sender does.
@@ -47,7 +46,7 @@ use crate::{ConfigError, Scheme, Secret};
 #[must_use]
 pub struct TestSigner {
     scheme: Scheme,
-    key: KeyedMac,
+    key: Key,
     timestamp: i64,
     id: String,
     event_type: Option<String>,
@@ -64,10 +63,9 @@ impl TestSigner {
     /// The same [`ConfigError`]s as the verifier for a bad secret.
     pub fn new(scheme: &Scheme, secret: impl Into<Secret>) -> Result<Self, ConfigError> {
         let secret = secret.into();
-        let key = scheme.key(0, secret.expose())?;
         Ok(Self {
+            key: scheme.signing_key(0, secret.expose())?,
             scheme: scheme.clone(),
-            key: KeyedMac::new(0, &key, None)?,
             timestamp: SystemClock.now_unix(),
             id: "msg_test".to_owned(),
             event_type: None,
@@ -102,10 +100,6 @@ impl TestSigner {
         self
     }
 
-    fn mac(&self) -> HmacSha256 {
-        self.key.state()
-    }
-
     /// The headers for `body`: the extra headers plus the scheme's
     /// signature, timestamp, id and event headers.
     pub fn headers(&self, body: &[u8]) -> HeaderMap {
@@ -116,7 +110,7 @@ impl TestSigner {
             event_type: self.event_type.as_deref(),
             body,
         };
-        self.scheme.sign(self.mac(), &input, &mut out);
+        self.scheme.sign(&self.key, &input, &mut out);
         out
     }
 

@@ -29,7 +29,10 @@
 //!    counted from the start of step 5), is answered 408
 //!    `body_read_timeout` and the connection is closed;
 //! 7. every candidate signature is compared in constant time with the MAC
-//!    of the signed content under every configured secret (401);
+//!    of the signed content under every configured secret (401); on a
+//!    route with [`Diagnostics`](crate::hints::Diagnostics), a request
+//!    refused here or at step 4 is then examined for the usual mistakes
+//!    (see [`hints`](crate::hints));
 //! 8. the handler runs with the same bytes as its body and a
 //!    [`VerifiedWebhook`] in the request extensions. The body's budget
 //!    reservation is held until the layer's response future finishes, and
@@ -65,25 +68,22 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::response::{IntoResponse as _, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use hmac::Mac as _;
 use http::{header, HeaderMap, Method};
-use subtle::ConstantTimeEq as _;
 
 use crate::body::Timeouts;
 use crate::clock::{Clock, SystemClock};
 use crate::dedupe::{Dedupe, DedupeKey, Retention};
 use crate::delivery::VerifiedWebhook;
 use crate::handshake::Handshake;
+use crate::hints::{Diagnostics, RouteDiagnostics};
 use crate::log_limit::{LogLimiter, DEFAULT_REJECTION_LOGS_PER_SECOND};
 use crate::observe::{Observer, RouteRecord};
 use crate::schema::Schemas;
-use crate::scheme::{Parsed, Piece};
-use crate::secret::KeyedMac;
-use crate::{
-    BodyBudget, ClientIp, ConfigError, Networks, Provider, Rejection, RejectionKind, Scheme, Secret,
-};
+use crate::scheme::{Algorithms, Key, LabeledKey, Parsed};
+use crate::{BodyBudget, ClientIp, ConfigError, Networks, Rejection, RejectionKind, Scheme, Secret};
 
 mod future;
 mod layer;
@@ -115,7 +115,9 @@ pub struct Verifier {
 
 struct Inner {
     scheme: Scheme,
-    keys: Vec<KeyedMac>,
+    keys: Vec<LabeledKey>,
+    /// The algorithms of `keys`: a request must carry a candidate of one.
+    algorithms: Algorithms,
     tolerance: Duration,
     max_body: usize,
     body_timeouts: Timeouts,
@@ -129,6 +131,8 @@ struct Inner {
     rejection_logs: LogLimiter,
     name: Arc<str>,
     observer: Option<Arc<dyn Observer>>,
+    /// Diagnostic hints, off (`None`) by default.
+    diagnostics: Option<RouteDiagnostics>,
 }
 
 /// Builder for [`Verifier`]; start with [`Verifier::builder`].
@@ -150,6 +154,7 @@ pub struct VerifierBuilder {
     rejection_logs_per_second: NonZeroU32,
     name: Option<Arc<str>>,
     observer: Option<Arc<dyn Observer>>,
+    diagnostics: Option<Diagnostics>,
 }
 
 impl Verifier {
@@ -176,6 +181,7 @@ impl Verifier {
                 .unwrap_or(NonZeroU32::MIN),
             name: None,
             observer: None,
+            diagnostics: None,
         }
     }
 
@@ -289,9 +295,38 @@ impl Verifier {
     /// # Errors
     ///
     /// A [`Rejection`] saying why the request is not authentic.
+    ///
+    /// For a scheme whose key each request names (PayPal), the key must be
+    /// at hand without waiting (pinned certificates, or a source's cache);
+    /// otherwise the answer is [`RejectionKind::CertificateUnavailable`]
+    /// (the layer waits for it instead).
     pub fn verify(&self, headers: &HeaderMap, body: Bytes) -> Result<VerifiedWebhook, Rejection> {
         let parsed = self.check_headers(headers)?;
-        self.authenticate(&parsed, headers, body)
+        let key = match self.request_key(&parsed) {
+            Some(mut lookup) => {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match lookup.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(key) => Some(key.map_err(|r| self.tag(r))?),
+                    std::task::Poll::Pending => {
+                        return Err(self.tag(
+                            Rejection::new(
+                                RejectionKind::CertificateUnavailable,
+                                "the key this request names is not at hand without waiting",
+                            )
+                            .with_retry_after(Duration::from_secs(30)),
+                        ))
+                    }
+                }
+            }
+            None => None,
+        };
+        self.authenticate(&parsed, key.as_ref(), headers, body)
+    }
+
+    /// For a scheme whose key the request names: its lookup.
+    pub(crate) fn request_key<'a>(&'a self, parsed: &Parsed<'a>) -> Option<crate::scheme::KeyFuture<'a>> {
+        // The clock is read only for a scheme that names its key.
+        self.inner.scheme.request_key(parsed, || self.now_unix())
     }
 
     /// Step 4 of the module docs: parse the scheme's headers and check the
@@ -299,11 +334,21 @@ impl Verifier {
     #[inline]
     pub(crate) fn check_headers<'a>(&'a self, headers: &'a HeaderMap) -> Result<Parsed<'a>, Rejection> {
         let inner = &*self.inner;
-        let parsed = inner.scheme.parse(headers).map_err(|r| self.tag(r))?;
+        let parsed = match inner.scheme.parse(headers) {
+            Ok(parsed) => parsed,
+            Err(r) => return Err(self.hint_header_failure(self.tag(r), headers)),
+        };
+        if !parsed.signatures.any_for(inner.algorithms) {
+            return Err(self.tag(Rejection::new(
+                RejectionKind::MalformedSignature,
+                "the signature header carries no signature of an algorithm this route has a key for",
+            )));
+        }
         if let Some(ts) = parsed.timestamp {
             let now = inner.clock.now_unix();
             if let Err(skew) = crate::timestamp::check(ts, now, inner.tolerance) {
-                return Err(self.tag(Rejection::stale(ts, now, skew, inner.tolerance)));
+                let rejection = self.tag(Rejection::stale(ts, now, skew, inner.tolerance));
+                return Err(self.hint_stale(rejection, skew));
             }
         }
         Ok(parsed)
@@ -314,23 +359,24 @@ impl Verifier {
     pub(crate) fn authenticate(
         &self,
         parsed: &Parsed<'_>,
+        request_key: Option<&Key>,
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<VerifiedWebhook, Rejection> {
+        if let Some(key) = request_key {
+            if key.verify(&parsed.content, &body, &parsed.signatures) {
+                return Ok(VerifiedWebhook::new(
+                    &self.inner.scheme,
+                    parsed,
+                    headers,
+                    0,
+                    None,
+                    body,
+                ));
+            }
+        }
         for (index, key) in self.inner.keys.iter().enumerate() {
-            let mut mac = key.state();
-            for piece in parsed.content.iter() {
-                match piece {
-                    Piece::Bytes(bytes) => mac.update(bytes),
-                    Piece::Body => mac.update(&body),
-                }
-            }
-            let tag = mac.finalize().into_bytes();
-            let mut hit = subtle::Choice::from(0);
-            for candidate in parsed.signatures.as_slice() {
-                hit |= tag.as_slice().ct_eq(candidate.as_slice());
-            }
-            if bool::from(hit) {
+            if key.key().verify(&parsed.content, &body, &parsed.signatures) {
                 return Ok(VerifiedWebhook::new(
                     &self.inner.scheme,
                     parsed,
@@ -341,10 +387,64 @@ impl Verifier {
                 ));
             }
         }
-        Err(self.tag(Rejection::new(
+        let rejection = self.tag(Rejection::new(
             RejectionKind::SignatureMismatch,
             "no signature in the request matches any configured secret",
-        )))
+        ));
+        Err(match (&self.inner.diagnostics, request_key) {
+            (Some(d), None) => self.hint_mismatch(d, rejection, parsed, &body),
+            _ => rejection,
+        })
+    }
+
+    /// Hints for a request whose signature matched no key (a route with
+    /// diagnostics only).
+    #[cold]
+    #[inline(never)]
+    fn hint_mismatch(
+        &self,
+        diagnostics: &RouteDiagnostics,
+        rejection: Rejection,
+        parsed: &Parsed<'_>,
+        body: &[u8],
+    ) -> Rejection {
+        let hints = diagnostics.signature(parsed, body, self.inner.clock.now_unix_millis());
+        rejection.with_hints(hints, diagnostics.in_response())
+    }
+
+    /// Hints for a request whose scheme headers did not parse: a
+    /// timestamp in milliseconds.
+    #[cold]
+    #[inline(never)]
+    fn hint_header_failure(&self, rejection: Rejection, headers: &HeaderMap) -> Rejection {
+        let inner = &*self.inner;
+        match &inner.diagnostics {
+            Some(d) if rejection.kind() == RejectionKind::MalformedTimestamp => {
+                let hints = d.malformed_timestamp(
+                    &inner.scheme,
+                    headers,
+                    inner.clock.now_unix(),
+                    inner.tolerance,
+                    inner.clock.now_unix_millis(),
+                );
+                rejection.with_hints(hints, d.in_response())
+            }
+            _ => rejection,
+        }
+    }
+
+    /// Hints for a timestamp out of tolerance: a clock skew.
+    #[cold]
+    #[inline(never)]
+    fn hint_stale(&self, rejection: Rejection, skew: i64) -> Rejection {
+        let inner = &*self.inner;
+        match &inner.diagnostics {
+            Some(d) => {
+                let hints = d.stale(skew, inner.tolerance, inner.clock.now_unix_millis());
+                rejection.with_hints(hints, d.in_response())
+            }
+            None => rejection,
+        }
     }
 
     /// A `GET` handshake's answer, if the route has one and this is it.
@@ -357,34 +457,17 @@ impl Verifier {
         let first = self.inner.keys.first()?;
         handshake
             .answer(method, query, |bytes| {
-                let mut mac = first.state();
+                let mut mac = first.key().hmac_sha256_state()?;
                 mac.update(bytes);
-                mac.finalize().into_bytes().into()
+                Some(mac.finalize().into_bytes().into())
             })
             .map(|r| r.map_err(|e| self.tag(e)))
     }
 
-    /// After verification: Slack's `url_verification` is answered with its
-    /// challenge, never handed to the handler.
+    /// After verification: a handshake the scheme answers itself (Slack's
+    /// `url_verification`, ...), never handed to the handler.
     pub(crate) fn url_verification(&self, hook: &VerifiedWebhook) -> Option<Response> {
-        if *self.inner.scheme.provider() != Provider::Slack || hook.is_form_encoded() {
-            return None;
-        }
-        let value = hook.json_value().ok()?;
-        if value.get("type").and_then(serde_json::Value::as_str) != Some("url_verification") {
-            return None;
-        }
-        let body = serde_json::json!({ "challenge": value.get("challenge") });
-        Some(
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/json"),
-                )],
-                body.to_string(),
-            )
-                .into_response(),
-        )
+        self.inner.scheme.answer_verified(hook)
     }
 
     /// After verification, before the dedupe claim: the one JSON parse and
@@ -488,6 +571,17 @@ impl Verifier {
                 "webhook rejected"
             );
         }
+        for hint in rejection.hints() {
+            // Capped by the diagnostics' own per-second bucket.
+            tracing::warn!(
+                target: "webhook_guard",
+                route = &*inner.name,
+                provider = inner.scheme.provider().name(),
+                reason = rejection.reason(),
+                hint = hint.code(),
+                "webhook verification hint: {hint}"
+            );
+        }
         let mut response = match &self.inner.on_rejection {
             Some(handler) => handler(&rejection),
             None => rejection.to_response(),
@@ -513,6 +607,7 @@ impl fmt::Debug for Verifier {
             .field("body_deadline", &self.inner.body_timeouts.total)
             .field("body_budget", &self.inner.budget)
             .field("dedupe", &self.inner.dedupe)
+            .field("diagnostics", &self.inner.diagnostics)
             .finish_non_exhaustive()
     }
 }
@@ -662,6 +757,21 @@ impl VerifierBuilder {
         self
     }
 
+    /// Turns on [diagnostic hints](crate::hints) for this route: after a
+    /// request failed its signature or timestamp check, the route looks
+    /// for the usual mistakes (a body whose line endings were changed on
+    /// the way, a quoted secret, another route's secret, a timestamp in
+    /// milliseconds, ...) and reports what it finds to the log, the
+    /// observer and [`Rejection::hints`], within the handle's per-second
+    /// cap; never to the response unless
+    /// [`Diagnostics::in_response`] is on. Routes built with the same
+    /// handle (or its clones) try each other's secrets. Default: off, and
+    /// the route does no diagnostic work at all.
+    pub fn diagnostics(mut self, diagnostics: Diagnostics) -> Self {
+        self.diagnostics = Some(diagnostics);
+        self
+    }
+
     /// Checks the configuration and keys every secret once.
     ///
     /// # Errors
@@ -687,7 +797,7 @@ impl VerifierBuilder {
                 setting: "body deadline",
             });
         }
-        if self.secrets.is_empty() {
+        if self.secrets.is_empty() && self.scheme.needs_secrets() {
             return Err(ConfigError::NoSecrets);
         }
         let keys = self
@@ -696,9 +806,12 @@ impl VerifierBuilder {
             .enumerate()
             .map(|(index, secret)| {
                 let key = self.scheme.key(index, secret.expose())?;
-                KeyedMac::new(index, &key, secret.label().map(Arc::from))
+                Ok(LabeledKey::new(key, secret.label().map(Arc::from)))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let algorithms = keys.iter().fold(self.scheme.request_algorithms(), |set, k| {
+            set.with(k.key().algorithm())
+        });
         if let Some(token) = self.handshake.as_ref().and_then(Handshake::token) {
             let t = token.expose();
             if t.trim().is_empty() {
@@ -733,10 +846,14 @@ impl VerifierBuilder {
                 secret_labels: &labels,
             });
         }
+        let diagnostics = self.diagnostics.map(|handle| {
+            RouteDiagnostics::new(handle, Arc::clone(&name), &self.scheme, &self.secrets, &keys)
+        });
         Ok(Verifier {
             inner: Arc::new(Inner {
                 scheme: self.scheme,
                 keys,
+                algorithms,
                 tolerance: self.tolerance,
                 max_body: self.max_body.get(),
                 body_timeouts: Timeouts {
@@ -753,6 +870,7 @@ impl VerifierBuilder {
                 rejection_logs: LogLimiter::new(self.rejection_logs_per_second),
                 name,
                 observer: self.observer,
+                diagnostics,
             }),
         })
     }
@@ -770,6 +888,7 @@ impl fmt::Debug for VerifierBuilder {
             .field("body_deadline", &self.body_deadline)
             .field("body_budget", &self.budget)
             .field("dedupe", &self.dedupe)
+            .field("diagnostics", &self.diagnostics)
             .finish_non_exhaustive()
     }
 }

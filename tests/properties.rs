@@ -48,10 +48,13 @@ struct Case {
     name: &'static str,
     scheme: Scheme,
     secret: &'static str,
+    /// The key the verifier holds, when it is not `secret` (asymmetric
+    /// schemes: `secret` is then the signer's private key).
+    public: Option<&'static str>,
     signature: &'static str,
-    /// The tag is hex at the end of the signature header (so flipping the
-    /// case of one of its letters leaves the same tag).
-    hex_tag: bool,
+    /// How many hex digits of tag end the signature header (so flipping
+    /// the case of one of their letters leaves the same tag); 0 if none.
+    hex_tag: usize,
     timestamp: Option<&'static str>,
     signed_id: Option<&'static str>,
 }
@@ -82,18 +85,20 @@ fn cases() -> Vec<Case> {
         name,
         scheme,
         secret,
+        public: None,
         signature,
         hex_tag,
         timestamp,
         signed_id,
     };
-    vec![
+    #[allow(unused_mut)]
+    let mut cases = vec![
         case(
             "stripe",
             Scheme::stripe(),
             "whsec_prop_test",
             "stripe-signature",
-            true,
+            64,
             None,
             None,
         ),
@@ -102,7 +107,7 @@ fn cases() -> Vec<Case> {
             Scheme::github(),
             "gh-prop-secret",
             "x-hub-signature-256",
-            true,
+            64,
             None,
             None,
         ),
@@ -111,7 +116,7 @@ fn cases() -> Vec<Case> {
             Scheme::standard_webhooks(),
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
             "webhook-signature",
-            false,
+            0,
             Some("webhook-timestamp"),
             Some("webhook-id"),
         ),
@@ -120,7 +125,7 @@ fn cases() -> Vec<Case> {
             Scheme::slack(),
             "8f742231b10e8888abcd99yyyzzz85a5",
             "x-slack-signature",
-            true,
+            64,
             Some("x-slack-request-timestamp"),
             None,
         ),
@@ -129,7 +134,7 @@ fn cases() -> Vec<Case> {
             Scheme::shopify(),
             "shpss_prop",
             "x-shopify-hmac-sha256",
-            false,
+            0,
             None,
             None,
         ),
@@ -138,7 +143,7 @@ fn cases() -> Vec<Case> {
             Scheme::meta(),
             "meta-app-secret",
             "x-hub-signature-256",
-            true,
+            64,
             None,
             None,
         ),
@@ -147,7 +152,7 @@ fn cases() -> Vec<Case> {
             Scheme::x(),
             "x-consumer-secret",
             "x-twitter-webhooks-signature",
-            false,
+            0,
             None,
             None,
         ),
@@ -156,16 +161,62 @@ fn cases() -> Vec<Case> {
             custom_scheme(),
             "acme-secret",
             "x-acme-signature",
-            true,
+            64,
             Some("x-acme-timestamp"),
             Some("x-acme-id"),
         ),
-    ]
+    ];
+    // The delivery id of both lives in the body (Discord) or nowhere
+    // (SendGrid), so no signed id header.
+    #[cfg(feature = "ed25519")]
+    cases.push(Case {
+        public: Some("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"),
+        ..case(
+            "discord",
+            Scheme::discord(),
+            "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+            "x-signature-ed25519",
+            128,
+            Some("x-signature-timestamp"),
+            None,
+        )
+    });
+    // Standard Webhooks v1a: signed with the RFC 8032 test 1 seed, verified
+    // with its public key.
+    #[cfg(feature = "ed25519")]
+    cases.push(Case {
+        public: Some("whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="),
+        ..case(
+            "standard-v1a",
+            Scheme::standard_webhooks(),
+            "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=",
+            "webhook-signature",
+            0,
+            Some("webhook-timestamp"),
+            Some("webhook-id"),
+        )
+    });
+    #[cfg(feature = "ecdsa")]
+    cases.push(Case {
+        public: Some(
+            "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEJQnEHlp3RyFOb0xR+CVBSusleaivgmOjNAYWjdIiMDvcpDDujqvnjOsGhR7cLFc2HRJ8XMMhcVLpE4Gy2OiWbw==",
+        ),
+        ..case(
+            "sendgrid",
+            Scheme::sendgrid(),
+            "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgxB//SJStR2Si0tabR6VxUz2+VPUchuw2adeG6S1pD3qhRANCAAQlCcQeWndHIU5vTFH4JUFK6yV5qK+CY6M0BhaN0iIwO9ykMO6Oq+eM6waFHtwsVzYdEnxcwyFxUukTgbLY6JZv",
+            "x-twilio-email-event-webhook-signature",
+            0,
+            Some("x-twilio-email-event-webhook-timestamp"),
+            None,
+        )
+    });
+    cases
 }
 
 fn verifier(case: &Case) -> Verifier {
     Verifier::builder(case.scheme.clone())
-        .secret(case.secret)
+        .secret(case.public.unwrap_or(case.secret))
         .clock(FixedClock::new(NOW))
         .build()
         .unwrap_or_else(|e| panic!("{}: {e}", case.name))
@@ -218,9 +269,9 @@ fn assert_header_flip_rejected(
     let mut tampered = headers.clone();
     tampered.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), value);
     let result = verifier.verify(&tampered, Bytes::copy_from_slice(body));
-    let same_tag = case.hex_tag
+    let same_tag = case.hex_tag > 0
         && name == case.signature
-        && i + 64 >= original.len()
+        && i + case.hex_tag >= original.len()
         && bit == 5
         && original[i].is_ascii_hexdigit()
         && original[i].is_ascii_alphabetic();
@@ -265,6 +316,10 @@ const NAMES: &[&str] = &[
     "x-acme-signature",
     "x-acme-timestamp",
     "x-acme-id",
+    "x-signature-ed25519",
+    "x-signature-timestamp",
+    "x-twilio-email-event-webhook-signature",
+    "x-twilio-email-event-webhook-timestamp",
     "content-type",
     "x-other",
 ];
@@ -283,6 +338,8 @@ fn header_value_bytes() -> impl Strategy<Value = Vec<u8>> {
         Just(" ".to_owned()),
         Just("1700000000".to_owned()),
         Just("a".repeat(64)),
+        Just("a".repeat(128)),
+        Just("MEUCIQCtIHJeH93Y+qpYeWrySphQgpNGNr/U+UyUlBkU6n7RAwIgJTz2C+8a8xonZGi6BpSzoQsbVRamr2nlxFDWYNH2j/0=".to_owned()),
         Just("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_owned()),
         "[0-9a-fA-F]{0,70}",
         "[A-Za-z0-9+/=]{0,48}",
@@ -504,7 +561,9 @@ proptest! {
         for case in cases() {
             match internals::parse_headers(&case.scheme, &headers) {
                 Ok((ts, n)) => {
-                    prop_assert!((1..=8).contains(&n), "{}: {n} signatures", case.name);
+                    // At most eight per algorithm, and a header carries at
+                    // most two (Standard Webhooks' v1 and v1a).
+                    prop_assert!((1..=16).contains(&n), "{}: {n} signatures", case.name);
                     prop_assert_eq!(ts.is_some(), case.scheme.is_timestamped(), "{}: timestamp", case.name);
                     prop_assert!(ts.is_none_or(|t| (0..=9_999_999_999).contains(&t)));
                 }

@@ -505,6 +505,8 @@ fn provider_from(name: &str, custom: bool) -> Provider {
         "shopify" => Provider::Shopify,
         "meta" => Provider::Meta,
         "x" => Provider::X,
+        "discord" => Provider::Discord,
+        "sendgrid" => Provider::SendGrid,
         other => Provider::Custom(std::sync::Arc::from(other)),
     }
 }

@@ -137,14 +137,6 @@ impl CustomScheme {
         &self.name
     }
 
-    pub(crate) fn timestamp_header(&self) -> Option<&HeaderName> {
-        self.timestamp_header.as_ref()
-    }
-
-    pub(crate) fn body_fields(&self) -> Option<BodyFieldsFn> {
-        self.body_fields
-    }
-
     /// A named scheme signing the body alone under `header`, `prefix` and
     /// `encoding`, with its fields read from the body: the shape of Meta
     /// and X. Valid by construction.
@@ -161,9 +153,19 @@ impl CustomScheme {
         scheme.body_fields = Some(read);
         scheme
     }
+}
+
+impl super::Def for CustomScheme {
+    fn is_timestamped(&self) -> bool {
+        self.timestamp_header.is_some()
+    }
+
+    fn body_fields(&self) -> Option<BodyFieldsFn> {
+        self.body_fields
+    }
 
     /// Whether the delivery-id header is part of the signed content.
-    pub(crate) fn signs_delivery_id(&self) -> bool {
+    fn signs_delivery_id(&self) -> bool {
         self.id_header.as_ref().is_some_and(|id| {
             self.content
                 .iter()
@@ -171,7 +173,7 @@ impl CustomScheme {
         })
     }
 
-    pub(crate) fn parse<'a>(&'a self, headers: &'a HeaderMap) -> Result<Parsed<'a>, Rejection> {
+    fn parse<'a>(&'a self, headers: &'a HeaderMap) -> Result<Parsed<'a>, Rejection> {
         let raw = super::required(
             Found::lookup(headers, &self.signature_header),
             &self.signature_header,
@@ -255,16 +257,12 @@ impl CustomScheme {
                 (None, Some(_)) => Field::Body,
                 (name, _) => field(name),
             },
+            key_ref: None,
         })
     }
 
     #[cfg(any(test, feature = "test-util"))]
-    pub(crate) fn sign(
-        &self,
-        mac: crate::secret::HmacSha256,
-        input: &super::SignInput<'_>,
-        out: &mut HeaderMap,
-    ) {
+    fn sign(&self, key: &super::Key, input: &super::SignInput<'_>, out: &mut HeaderMap) {
         use base64::Engine as _;
         if let Some(name) = &self.timestamp_header {
             out.insert(name.clone(), super::value(&input.timestamp.to_string()));
@@ -283,7 +281,7 @@ impl CustomScheme {
                 SignedPiece::Header(name) => out.get(name).map(|v| v.as_bytes()).unwrap_or_default(),
             });
         }
-        let tag = super::mac_of(mac, &pieces);
+        let tag = key.sign(&pieces);
         let encoded = match self.encoding {
             SignatureEncoding::Hex => hex::encode(tag),
             SignatureEncoding::Base64 => base64::engine::general_purpose::STANDARD.encode(tag),

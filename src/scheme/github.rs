@@ -27,7 +27,34 @@ pub(crate) const DELIVERY: HeaderName = HeaderName::from_static("x-github-delive
 /// `X-GitHub-Event`.
 pub(crate) const EVENT: HeaderName = HeaderName::from_static("x-github-event");
 
-pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+/// The scheme's definition (see [`Def`](super::Def)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GitHub;
+
+impl super::Def for GitHub {
+    fn is_timestamped(&self) -> bool {
+        false
+    }
+
+    fn signs_delivery_id(&self) -> bool {
+        false
+    }
+
+    fn parse<'h>(&'h self, headers: &'h HeaderMap) -> Result<Parsed<'h>, Rejection> {
+        parse(headers)
+    }
+
+    fn body_fields(&self) -> Option<super::BodyFieldsFn> {
+        Some(body_fields)
+    }
+
+    #[cfg(any(test, feature = "test-util"))]
+    fn sign(&self, key: &super::Key, input: &super::SignInput<'_>, out: &mut HeaderMap) {
+        sign(key, input, out);
+    }
+}
+
+fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     let [signature, delivery, event] = super::find(headers, [&SIGNATURE, &DELIVERY, &EVENT]);
     let raw = super::required(
         signature,
@@ -50,12 +77,13 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
         content: Pieces::new(&[Piece::Body]),
         id: super::informational(delivery, &DELIVERY),
         event_type: super::informational(event, &EVENT),
+        key_ref: None,
     })
 }
 
 /// GitHub keeps the id and the event type in headers; the body's `action`
 /// (`opened`, `closed`, …) refines the event type for dispatch.
-pub(crate) fn body_fields(body: BodyRef<'_>) -> BodyFields {
+fn body_fields(body: BodyRef<'_>) -> BodyFields {
     BodyFields {
         id: None,
         event_type: None,
@@ -64,8 +92,8 @@ pub(crate) fn body_fields(body: BodyRef<'_>) -> BodyFields {
 }
 
 #[cfg(any(test, feature = "test-util"))]
-pub(crate) fn sign(mac: crate::secret::HmacSha256, input: &super::SignInput<'_>, out: &mut HeaderMap) {
-    let tag = super::mac_of(mac, &[input.body]);
+fn sign(key: &super::Key, input: &super::SignInput<'_>, out: &mut HeaderMap) {
+    let tag = key.sign(&[input.body]);
     out.insert(SIGNATURE, super::value(&format!("sha256={}", hex::encode(tag))));
     out.insert(DELIVERY, super::value(input.id));
     out.insert(EVENT, super::value(input.event_type.unwrap_or("ping")));

@@ -33,7 +33,30 @@ pub(crate) const TOPIC: HeaderName = HeaderName::from_static("x-shopify-topic");
 /// `Shopify-Topic`.
 pub(crate) const TOPIC_ALIAS: HeaderName = HeaderName::from_static("shopify-topic");
 
-pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+/// The scheme's definition (see [`Def`](super::Def)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shopify;
+
+impl super::Def for Shopify {
+    fn is_timestamped(&self) -> bool {
+        false
+    }
+
+    fn signs_delivery_id(&self) -> bool {
+        false
+    }
+
+    fn parse<'h>(&'h self, headers: &'h HeaderMap) -> Result<Parsed<'h>, Rejection> {
+        parse(headers)
+    }
+
+    #[cfg(any(test, feature = "test-util"))]
+    fn sign(&self, key: &super::Key, input: &super::SignInput<'_>, out: &mut HeaderMap) {
+        sign(key, input, out);
+    }
+}
+
+fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     let [signature, signature_alias, id, id_alias, topic, topic_alias] = super::find(
         headers,
         [
@@ -68,6 +91,7 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
         content: Pieces::new(&[Piece::Body]),
         id: either((id, &WEBHOOK_ID), (id_alias, &WEBHOOK_ID_ALIAS)),
         event_type: either((topic, &TOPIC), (topic_alias, &TOPIC_ALIAS)),
+        key_ref: None,
     })
 }
 
@@ -82,9 +106,9 @@ fn either<'h>(
 }
 
 #[cfg(any(test, feature = "test-util"))]
-pub(crate) fn sign(mac: crate::secret::HmacSha256, input: &super::SignInput<'_>, out: &mut HeaderMap) {
+fn sign(key: &super::Key, input: &super::SignInput<'_>, out: &mut HeaderMap) {
     use base64::Engine as _;
-    let tag = super::mac_of(mac, &[input.body]);
+    let tag = key.sign(&[input.body]);
     let b64 = base64::engine::general_purpose::STANDARD.encode(tag);
     out.insert(SIGNATURE, super::value(&b64));
     out.insert(WEBHOOK_ID, super::value(input.id));

@@ -26,7 +26,58 @@ pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static("x-slack-signat
 /// `X-Slack-Request-Timestamp`.
 pub(crate) const TIMESTAMP: HeaderName = HeaderName::from_static("x-slack-request-timestamp");
 
-pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+/// The scheme's definition (see [`Def`](super::Def)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slack;
+
+impl super::Def for Slack {
+    fn is_timestamped(&self) -> bool {
+        true
+    }
+
+    fn signs_delivery_id(&self) -> bool {
+        true
+    }
+
+    fn parse<'h>(&'h self, headers: &'h HeaderMap) -> Result<Parsed<'h>, Rejection> {
+        parse(headers)
+    }
+
+    fn body_fields(&self) -> Option<super::BodyFieldsFn> {
+        Some(body_fields)
+    }
+
+    /// `url_verification` is answered with its challenge (JSON bodies
+    /// only; form bodies are slash commands and interactions).
+    fn answer_verified(&self, hook: &crate::VerifiedWebhook) -> Option<axum::response::Response> {
+        use axum::response::IntoResponse as _;
+        if hook.is_form_encoded() {
+            return None;
+        }
+        let value = hook.json_value().ok()?;
+        if value.get("type").and_then(serde_json::Value::as_str) != Some("url_verification") {
+            return None;
+        }
+        let body = serde_json::json!({ "challenge": value.get("challenge") });
+        Some(
+            (
+                [(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                )],
+                body.to_string(),
+            )
+                .into_response(),
+        )
+    }
+
+    #[cfg(any(test, feature = "test-util"))]
+    fn sign(&self, key: &super::Key, input: &super::SignInput<'_>, out: &mut HeaderMap) {
+        sign(key, input, out);
+    }
+}
+
+fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     let [signature, timestamp] = super::find(headers, [&SIGNATURE, &TIMESTAMP]);
     let raw = super::required(
         signature,
@@ -61,10 +112,11 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
         ]),
         id: Field::Body,
         event_type: Field::Body,
+        key_ref: None,
     })
 }
 
-pub(crate) fn body_fields(body: BodyRef<'_>) -> BodyFields {
+fn body_fields(body: BodyRef<'_>) -> BodyFields {
     let BodyRef::Form(body) = body else {
         return BodyFields {
             id: super::json_str(body, "event_id"),
@@ -90,9 +142,9 @@ pub(crate) fn body_fields(body: BodyRef<'_>) -> BodyFields {
 }
 
 #[cfg(any(test, feature = "test-util"))]
-pub(crate) fn sign(mac: crate::secret::HmacSha256, input: &super::SignInput<'_>, out: &mut HeaderMap) {
+fn sign(key: &super::Key, input: &super::SignInput<'_>, out: &mut HeaderMap) {
     let ts = input.timestamp.to_string();
-    let tag = super::mac_of(mac, &[b"v0:", ts.as_bytes(), b":", input.body]);
+    let tag = key.sign(&[b"v0:", ts.as_bytes(), b":", input.body]);
     out.insert(SIGNATURE, super::value(&format!("v0={}", hex::encode(tag))));
     out.insert(TIMESTAMP, super::value(&ts));
 }

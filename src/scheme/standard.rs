@@ -1,14 +1,28 @@
 //! Standard Webhooks (and Svix): `webhook-id`, `webhook-timestamp`,
-//! `webhook-signature: v1,<base64>[ v1,<base64>…]`.
+//! `webhook-signature: v1,<base64>[ v1a,<base64>…]`.
 //!
-//! The signed content is `<id>.<timestamp>.<raw body>`. The secret is
-//! `whsec_` followed by the base64 key (the prefix may be left off); the
-//! HMAC key is the decoded bytes. The `svix-id`, `svix-timestamp` and
-//! `svix-signature` names are accepted as aliases; when both names are
-//! sent they must agree. Only `v1` (symmetric) signatures count, other
-//! versions in the list (such as `v1a`) are skipped, and a list with no
-//! `v1` is rejected. The delivery id is `webhook-id` (it is signed), the
-//! event type the body's `type`.
+//! The signed content is `<id>.<timestamp>.<raw body>`. The `svix-id`,
+//! `svix-timestamp` and `svix-signature` names are accepted as aliases;
+//! when both names are sent they must agree. The delivery id is
+//! `webhook-id` (it is signed), the event type the body's `type`.
+//!
+//! Two signature versions, and the route's keys decide which count:
+//!
+//! - `v1`, HMAC-SHA256, for a `whsec_` secret (the prefix may be left
+//!   off): the HMAC key is the base64-decoded bytes after it.
+//! - `v1a`, Ed25519, for a `whpk_` public key (feature `ed25519`): the
+//!   base64 (padded or not) of the sender's 32-byte public key. The route
+//!   trusts only the keys it is given, never a key named by the request.
+//!   Verification is strict: a signature whose `S` is not reduced is
+//!   refused (`ring`), and a key of small order or in a non-canonical
+//!   encoding is refused when the route is built. A `whsk_` key is the
+//!   sender's signing key and is refused by the verifier (test signers
+//!   take it).
+//!
+//! A header may list both versions. Entries of other versions are skipped;
+//! a header with no entry of a version the route has a key for is
+//! rejected as malformed (so a route with only a `whsec_` secret ignores
+//! `v1a` entries, as the reference libraries do).
 //!
 //! ```
 //! use webhook_guard::{Scheme, Verifier};
@@ -38,7 +52,40 @@ const SVIX_SIGNATURE: HeaderName = HeaderName::from_static("svix-signature");
 /// Most entries (of any version) the signature list may hold.
 const MAX_ENTRIES: usize = 2 * super::MAX_SIGNATURES;
 
-pub(crate) fn key(index: usize, secret: &str) -> Result<Zeroizing<Vec<u8>>, ConfigError> {
+/// The bytes after a `whpk_` or `whsk_` prefix: standard base64, padded
+/// or not (the reference implementation adds the padding).
+fn asymmetric_bytes(index: usize, encoded: &str) -> Result<Zeroizing<Vec<u8>>, ConfigError> {
+    use base64::Engine as _;
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    engine
+        .decode(encoded)
+        .map(Zeroizing::new)
+        .map_err(|_| ConfigError::InvalidSecretEncoding {
+            index,
+            reason: "expected whpk_ or whsk_ followed by standard base64",
+        })
+}
+
+/// A `whpk_` public key (feature `ed25519`).
+fn public_key(index: usize, encoded: &str) -> Result<super::Key, ConfigError> {
+    let bytes = asymmetric_bytes(index, encoded)?;
+    #[cfg(feature = "ed25519")]
+    return super::Key::ed25519(index, &bytes);
+    #[cfg(not(feature = "ed25519"))]
+    {
+        let _ = bytes;
+        Err(ConfigError::InvalidSecretEncoding {
+            index,
+            reason: "whpk_ public keys (v1a, Ed25519) need the crate feature ed25519",
+        })
+    }
+}
+
+fn key_bytes(index: usize, secret: &str) -> Result<Zeroizing<Vec<u8>>, ConfigError> {
     use base64::Engine as _;
     crate::secret::check_plain(index, secret)?;
     let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
@@ -55,7 +102,70 @@ pub(crate) fn key(index: usize, secret: &str) -> Result<Zeroizing<Vec<u8>>, Conf
     Ok(key)
 }
 
-pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+/// The scheme's definition (see [`Def`](super::Def)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Standard;
+
+impl super::Def for Standard {
+    fn is_timestamped(&self) -> bool {
+        true
+    }
+
+    fn signs_delivery_id(&self) -> bool {
+        true
+    }
+
+    /// `whsec_` (or no prefix): an HMAC key for `v1`; `whpk_`: an Ed25519
+    /// public key for `v1a`. A `whsk_` key is the sender's secret: refused.
+    fn key(&self, index: usize, secret: &str) -> Result<super::Key, ConfigError> {
+        crate::secret::check_plain(index, secret)?;
+        if let Some(public) = secret.strip_prefix("whpk_") {
+            return public_key(index, public);
+        }
+        if secret.starts_with("whsk_") {
+            return Err(ConfigError::InvalidSecretEncoding {
+                index,
+                reason: "a whsk_ key is the sender's secret signing key: configure its whpk_ public key",
+            });
+        }
+        super::Key::hmac_sha256(index, &key_bytes(index, secret)?)
+    }
+
+    /// Test signers also take a `whsk_` key (the 32-byte Ed25519 seed)
+    /// and sign `v1a` with it.
+    #[cfg(any(test, feature = "test-util"))]
+    fn signing_key(&self, index: usize, secret: &str) -> Result<super::Key, ConfigError> {
+        if let Some(seed) = secret.strip_prefix("whsk_") {
+            let seed = asymmetric_bytes(index, seed)?;
+            #[cfg(feature = "ed25519")]
+            return super::Key::ed25519_signing(index, &seed);
+            #[cfg(not(feature = "ed25519"))]
+            {
+                let _ = seed;
+                return Err(ConfigError::InvalidSecretEncoding {
+                    index,
+                    reason: "whsk_ keys (v1a, Ed25519) need the crate feature ed25519",
+                });
+            }
+        }
+        self.key(index, secret)
+    }
+
+    fn parse<'h>(&'h self, headers: &'h HeaderMap) -> Result<Parsed<'h>, Rejection> {
+        parse(headers)
+    }
+
+    fn body_fields(&self) -> Option<super::BodyFieldsFn> {
+        Some(body_fields)
+    }
+
+    #[cfg(any(test, feature = "test-util"))]
+    fn sign(&self, key: &super::Key, input: &super::SignInput<'_>, out: &mut HeaderMap) {
+        sign(key, input, out);
+    }
+}
+
+fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     let [sig, svix_sig, ts, svix_ts, id, svix_id] = super::find(
         headers,
         [
@@ -114,16 +224,25 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
                 "a webhook-signature entry is not version,signature",
             ));
         };
-        if &entry[..comma] != b"v1" {
-            continue;
+        match &entry[..comma] {
+            b"v1" => signatures.push(
+                super::base64_tag(&entry[comma + 1..])
+                    .ok_or_else(|| super::bad_signature("a v1 signature is not the base64 of 32 bytes"))?,
+            )?,
+            // An entry that is not an Ed25519 signature is skipped, like
+            // an unknown version: a route without a `whpk_` key ignores
+            // `v1a`, and one with only such keys then finds no candidate.
+            b"v1a" => match ed25519_signature(&entry[comma + 1..]) {
+                Some(sig) => signatures.push_other(super::Algorithm::Ed25519, sig)?,
+                None => continue,
+            },
+            _ => continue,
         }
-        signatures.push(
-            super::base64_tag(&entry[comma + 1..])
-                .ok_or_else(|| super::bad_signature("a v1 signature is not the base64 of 32 bytes"))?,
-        )?;
     }
     if signatures.is_empty() {
-        return Err(super::bad_signature("webhook-signature carries no v1 signature"));
+        return Err(super::bad_signature(
+            "webhook-signature carries no v1 or v1a signature",
+        ));
     }
     Ok(Parsed {
         timestamp: Some(timestamp),
@@ -137,10 +256,11 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
         ]),
         id: Field::Header(id_value),
         event_type: Field::Body,
+        key_ref: None,
     })
 }
 
-pub(crate) fn body_fields(body: BodyRef<'_>) -> BodyFields {
+fn body_fields(body: BodyRef<'_>) -> BodyFields {
     BodyFields {
         id: None,
         event_type: super::json_str(body, "type"),
@@ -148,15 +268,33 @@ pub(crate) fn body_fields(body: BodyRef<'_>) -> BodyFields {
     }
 }
 
+/// Canonical standard base64 of exactly 64 bytes (88 characters, `==`).
+fn ed25519_signature(raw: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    if raw.len() != 88 {
+        return None;
+    }
+    let mut buf = [0u8; 66];
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(raw, &mut buf)
+        .ok()?;
+    buf.get(..64).filter(|_| n == 64).map(<[u8]>::to_vec)
+}
+
 #[cfg(any(test, feature = "test-util"))]
-pub(crate) fn sign(mac: crate::secret::HmacSha256, input: &super::SignInput<'_>, out: &mut HeaderMap) {
+fn sign(key: &super::Key, input: &super::SignInput<'_>, out: &mut HeaderMap) {
     use base64::Engine as _;
     let ts = input.timestamp.to_string();
-    let tag = super::mac_of(mac, &[input.id.as_bytes(), b".", ts.as_bytes(), b".", input.body]);
+    let tag = key.sign(&[input.id.as_bytes(), b".", ts.as_bytes(), b".", input.body]);
     let b64 = base64::engine::general_purpose::STANDARD.encode(tag);
+    let version = match key.algorithm() {
+        super::Algorithm::HmacSha256 => "v1",
+        // Standard Webhooks' signing keys are HMAC or Ed25519.
+        _ => "v1a",
+    };
     out.insert(ID, super::value(input.id));
     out.insert(TIMESTAMP, super::value(&ts));
-    out.insert(SIGNATURE, super::value(&format!("v1,{b64}")));
+    out.insert(SIGNATURE, super::value(&format!("{version},{b64}")));
 }
 
 #[cfg(test)]
@@ -195,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn only_v1_counts() {
+    fn a_v1a_entry_that_is_not_64_bytes_is_skipped() {
         let h = headers(&[
             ("webhook-id", "msg_1"),
             ("webhook-timestamp", "1614265330"),
@@ -221,14 +359,14 @@ mod tests {
 
     #[test]
     fn secrets_must_be_base64() {
-        assert!(key(0, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
-        assert!(key(0, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
+        assert!(key_bytes(0, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
+        assert!(key_bytes(0, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
         assert!(matches!(
-            key(1, "whsec_not base64!"),
+            key_bytes(1, "whsec_not base64!"),
             Err(ConfigError::InvalidSecretEncoding { index: 1, .. })
         ));
         assert!(matches!(
-            key(0, "whsec_"),
+            key_bytes(0, "whsec_"),
             Err(ConfigError::EmptySecret { index: 0 })
         ));
     }

@@ -25,7 +25,34 @@ use crate::{Rejection, RejectionKind};
 /// `Stripe-Signature`.
 pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static("stripe-signature");
 
-pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+/// The scheme's definition (see [`Def`](super::Def)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stripe;
+
+impl super::Def for Stripe {
+    fn is_timestamped(&self) -> bool {
+        true
+    }
+
+    fn signs_delivery_id(&self) -> bool {
+        true
+    }
+
+    fn parse<'h>(&'h self, headers: &'h HeaderMap) -> Result<Parsed<'h>, Rejection> {
+        parse(headers)
+    }
+
+    fn body_fields(&self) -> Option<super::BodyFieldsFn> {
+        Some(body_fields)
+    }
+
+    #[cfg(any(test, feature = "test-util"))]
+    fn sign(&self, key: &super::Key, input: &super::SignInput<'_>, out: &mut HeaderMap) {
+        sign(key, input, out);
+    }
+}
+
+fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     let raw = super::required(
         super::Found::lookup(headers, &SIGNATURE),
         &SIGNATURE,
@@ -67,10 +94,11 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
         content: Pieces::new(&[Piece::Bytes(t), Piece::Bytes(b"."), Piece::Body]),
         id: Field::Body,
         event_type: Field::Body,
+        key_ref: None,
     })
 }
 
-pub(crate) fn body_fields(body: BodyRef<'_>) -> BodyFields {
+fn body_fields(body: BodyRef<'_>) -> BodyFields {
     BodyFields {
         id: super::json_str(body, "id"),
         event_type: super::json_str(body, "type"),
@@ -79,9 +107,9 @@ pub(crate) fn body_fields(body: BodyRef<'_>) -> BodyFields {
 }
 
 #[cfg(any(test, feature = "test-util"))]
-pub(crate) fn sign(mac: crate::secret::HmacSha256, input: &super::SignInput<'_>, out: &mut HeaderMap) {
+fn sign(key: &super::Key, input: &super::SignInput<'_>, out: &mut HeaderMap) {
     let t = input.timestamp.to_string();
-    let tag = super::mac_of(mac, &[t.as_bytes(), b".", input.body]);
+    let tag = key.sign(&[t.as_bytes(), b".", input.body]);
     out.insert(SIGNATURE, super::value(&format!("t={t},v1={}", hex::encode(tag))));
 }
 

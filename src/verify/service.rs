@@ -52,7 +52,7 @@ where
             // The request's record for the route's observer (nothing
             // without one); reported once, when the layer answers or
             // this future is dropped.
-            let mut watch = Watch::start(&verifier);
+            let mut watch = Watch::start(&verifier, &req);
             // The body's bytes in the budget: held while the handler runs
             // (it has the verified bytes), given back when this future
             // finishes or is dropped.
@@ -119,6 +119,10 @@ where
     let hint = verifier.check_head(&parts.method, &parts.headers)?;
     let verified = {
         let parsed = verifier.check_headers(&parts.headers)?;
+        let request_key = match verifier.request_key(&parsed) {
+            Some(lookup) => Some(lookup.await.map_err(|r| verifier.tag(r))?),
+            None => None,
+        };
         let bytes = crate::body::read(
             body,
             verifier.max_body_bytes(),
@@ -128,8 +132,8 @@ where
         )
         .await
         .map_err(|r| verifier.tag(r))?;
-        watch.body(bytes.len());
-        verifier.authenticate(&parsed, &parts.headers, bytes)?
+        watch.body(&bytes);
+        verifier.authenticate(&parsed, request_key.as_ref(), &parts.headers, bytes)?
     };
     watch.verified(&verified);
     if let Some(answer) = verifier.url_verification(&verified) {

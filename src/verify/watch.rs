@@ -4,8 +4,10 @@
 use std::time::{Duration, Instant};
 
 use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Uri};
 
-use crate::observe::{Outcome, RequestRecord, SecretMatch, Skew};
+use crate::observe::{Outcome, RequestDetails, RequestRecord, SecretMatch, Skew};
 use crate::{Rejection, RejectionKind, VerifiedWebhook, Verifier};
 
 /// One request's facts, reported once: when the layer answers, or, if the
@@ -22,14 +24,28 @@ struct Trace<'v> {
     body_bytes: Option<usize>,
     skew: Option<Skew>,
     hook: Option<VerifiedWebhook>,
+    /// Diagnostic hints of a rejection (empty: no allocation).
+    hints: Vec<crate::hints::Hint>,
+    /// The request itself, only for an observer that asked for it.
+    request: Option<Box<Captured>>,
+}
+
+/// A copy of the request for an observer that
+/// [wants it](crate::observe::Observer::wants_request).
+struct Captured {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Option<Bytes>,
 }
 
 impl<'v> Watch<'v> {
-    /// Starts watching a request, if `verifier` has an observer.
+    /// Starts watching `req`, if `verifier` has an observer (copying its
+    /// head only if the observer wants the request).
     #[inline]
-    pub(crate) fn start(verifier: &'v Verifier) -> Self {
+    pub(crate) fn start<B>(verifier: &'v Verifier, req: &Request<B>) -> Self {
         Self {
-            trace: verifier.observer().map(|_| Trace {
+            trace: verifier.observer().map(|observer| Trace {
                 verifier,
                 start: Instant::now(),
                 handler_start: None,
@@ -37,15 +53,27 @@ impl<'v> Watch<'v> {
                 body_bytes: None,
                 skew: None,
                 hook: None,
+                hints: Vec::new(),
+                request: observer.wants_request().then(|| {
+                    Box::new(Captured {
+                        method: req.method().clone(),
+                        uri: req.uri().clone(),
+                        headers: req.headers().clone(),
+                        body: None,
+                    })
+                }),
             }),
         }
     }
 
     /// The body was read to its end.
     #[inline]
-    pub(crate) fn body(&mut self, bytes: usize) {
+    pub(crate) fn body(&mut self, bytes: &Bytes) {
         if let Some(t) = &mut self.trace {
-            t.body_bytes = Some(bytes);
+            t.body_bytes = Some(bytes.len());
+            if let Some(request) = &mut t.request {
+                request.body = Some(bytes.clone());
+            }
         }
     }
 
@@ -81,12 +109,13 @@ impl<'v> Watch<'v> {
     #[inline]
     pub(crate) fn rejected(&mut self, kind: RejectionKind, response: &Response) {
         if let Some(t) = &mut self.trace {
-            let context = response
-                .extensions()
-                .get::<Rejection>()
-                .and_then(Rejection::timestamp);
-            if let Some(ts) = context {
-                t.skew = Some(Skew::between(ts.timestamp(), ts.now()));
+            if let Some(rejection) = response.extensions().get::<Rejection>() {
+                if let Some(ts) = rejection.timestamp() {
+                    t.skew = Some(Skew::between(ts.timestamp(), ts.now()));
+                }
+                if !rejection.hints().is_empty() {
+                    t.hints = rejection.hints().to_vec();
+                }
             }
         }
         self.finish(Outcome::Rejected(kind), Some(response));
@@ -140,6 +169,13 @@ impl<'v> Watch<'v> {
                 (None, None) => None,
             },
             event_type: hook.and_then(VerifiedWebhook::event_type),
+            hints: &t.hints,
+            request: t.request.as_deref().map(|r| RequestDetails {
+                method: &r.method,
+                uri: &r.uri,
+                headers: &r.headers,
+                body: r.body.as_ref(),
+            }),
         };
         observer.on_request(&record);
     }

@@ -26,7 +26,7 @@ use webhook_guard::{Rejection, RejectionKind, VerifiedWebhook, Verifier};
 pub(crate) const PATH: &str = "/hook";
 
 /// Every kind the crate knows today, to find one by its reason code.
-pub(crate) const ALL_KINDS: [RejectionKind; 13] = [
+pub(crate) const ALL_KINDS: [RejectionKind; 15] = [
     RejectionKind::MissingSignature,
     RejectionKind::MalformedSignature,
     RejectionKind::SignatureMismatch,
@@ -40,6 +40,8 @@ pub(crate) const ALL_KINDS: [RejectionKind; 13] = [
     RejectionKind::MethodNotAllowed,
     RejectionKind::BodyReadFailed,
     RejectionKind::InvalidJson,
+    RejectionKind::UntrustedCertificate,
+    RejectionKind::CertificateUnavailable,
 ];
 
 /// The kind whose reason code is `reason`.
