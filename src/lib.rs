@@ -10,6 +10,9 @@ mod delivery;
 pub mod dispatch;
 mod error;
 pub mod handshake;
+pub mod hints;
+#[cfg(feature = "inspect")]
+pub mod inspect;
 #[doc(hidden)]
 pub mod internals;
 mod json;
@@ -18,6 +21,8 @@ pub mod manual;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod observe;
+#[cfg(feature = "paypal")]
+pub use scheme::paypal;
 pub mod queue;
 pub mod rate_limit;
 mod rejection;

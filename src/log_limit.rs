@@ -54,7 +54,7 @@ use crate::RejectionKind;
 pub const DEFAULT_REJECTION_LOGS_PER_SECOND: u32 = 10;
 
 /// How many reasons are limited; the length of [`LogLimiter`]'s table.
-const LIMITED: usize = 19;
+const LIMITED: usize = 21;
 
 /// The table slot of `kind`, or `None` for a reason that only an
 /// authenticated request can get (always logged).
@@ -81,6 +81,8 @@ fn slot(kind: RejectionKind) -> Option<usize> {
         MissingChallenge => 16,
         RateLimited => 17,
         TooManyFailedAuthentications => 18,
+        UntrustedCertificate => 19,
+        CertificateUnavailable => 20,
         InvalidJson
         | DuplicateKeys
         | SchemaViolation
@@ -262,6 +264,8 @@ mod tests {
             MissingChallenge,
             RateLimited,
             TooManyFailedAuthentications,
+            UntrustedCertificate,
+            CertificateUnavailable,
         ];
         let mut slots: Vec<usize> = limited.iter().filter_map(|k| slot(*k)).collect();
         slots.sort_unstable();

@@ -102,6 +102,7 @@
 //! | `webhook_guard_handler_duration_seconds` | histogram | `route`, `provider` | Time in the inner service (the handler, or the queue's enqueue), for requests that reached it. |
 //! | `webhook_guard_body_size_bytes` | histogram | `route`, `provider` | Size of each body read to its end. |
 //! | `webhook_guard_timestamp_skew_seconds` | histogram | `route`, `provider`, `direction` | Distance between the signed timestamp and the clock, for schemes that sign one, of verified deliveries and of those refused as `timestamp_out_of_tolerance`. `direction` is `past` (the usual transit delay; a zero skew counts here) or `future` (the sender's clock is ahead). |
+//! | `webhook_guard_verification_hints_total` | counter | `route`, `hint` | [Diagnostic hints](crate::hints) found for refused requests, on routes with [`Diagnostics`](crate::hints::Diagnostics), by [`Hint::code`](crate::hints::Hint::code): `body_line_endings_changed`, `trailing_newline`, `bom_stripped`, `bom_added`, `secret_quoted`, `secret_trailing_newline`, `secret_of_other_route`, `standard_secret_encoding`, `timestamp_in_milliseconds`, `clock_skew`. Sampled: at most the handle's per-second cap of requests are examined. |
 //! | `webhook_guard_events_total` | counter | `route`, `provider`, `event_type`, `result` | Verified deliveries by event type and result (typed dispatch). `event_type` is one of the registered types ([`MetricsObserverBuilder::event_types`]) or `_other`; `result` is the outcome name, or for a rejected delivery its reason (`invalid_payload`, `schema_violation`, `handler_error`, ...). |
 //! | `webhook_guard_last_verified_delivery_timestamp_seconds` | gauge | `route` | Unix time of the route's last verified delivery; 0 from the build until the first (see above). |
 //! | `webhook_guard_dedupe_operations_total` | counter | `route`, `op`, `result` | Dedupe store operations: `op` is `claim`, `complete` or `release`; `result` is `acquired`, `duplicate`, `in_progress`, `done`, or for a failed store `unavailable` or `full`. |
@@ -119,8 +120,8 @@
 //!
 //! Every label value comes from a closed set: configuration (route names,
 //! custom provider names, secret labels or indexes, the registered event
-//! types), or the crate's own names (outcomes, reasons, operations,
-//! events, `past`/`future`, `sender`/`other`). No label holds a client
+//! types), or the crate's own names (outcomes, reasons, hint codes,
+//! operations, events, `past`/`future`, `sender`/`other`). No label holds a client
 //! address, a delivery id, a signature, a secret, or any other value a
 //! client chose: an unregistered event type is `_other`, and nothing is
 //! labeled before verification except by configuration. The number of
@@ -158,6 +159,7 @@ const REQUEST_DURATION: &str = "webhook_guard_request_duration_seconds";
 const HANDLER_DURATION: &str = "webhook_guard_handler_duration_seconds";
 const BODY_SIZE: &str = "webhook_guard_body_size_bytes";
 const SKEW: &str = "webhook_guard_timestamp_skew_seconds";
+const HINTS: &str = "webhook_guard_verification_hints_total";
 const EVENTS: &str = "webhook_guard_events_total";
 const LAST_VERIFIED: &str = "webhook_guard_last_verified_delivery_timestamp_seconds";
 const DEDUPE_OPS: &str = "webhook_guard_dedupe_operations_total";
@@ -238,6 +240,11 @@ impl MetricsObserver {
             SKEW,
             Unit::Seconds,
             "Distance between a webhook's signed timestamp and the clock, by direction (past or future)."
+        );
+        describe_counter!(
+            HINTS,
+            Unit::Count,
+            "Diagnostic hints found for failed webhook verifications, by hint code."
         );
         describe_counter!(
             EVENTS,
@@ -414,17 +421,11 @@ impl MetricsObserverBuilder {
 
 /// The provider's label, without an allocation for the built-in ones.
 fn provider_label(provider: &Provider) -> SharedString {
-    let name = match provider {
-        Provider::Stripe => "stripe",
-        Provider::GitHub => "github",
-        Provider::StandardWebhooks => "standard",
-        Provider::Slack => "slack",
-        Provider::Shopify => "shopify",
-        Provider::Meta => "meta",
-        Provider::X => "x",
-        Provider::Custom(name) => return SharedString::from(Arc::clone(name)),
-    };
-    SharedString::const_str(name)
+    match (provider, provider.static_name()) {
+        (_, Some(name)) => SharedString::const_str(name),
+        (Provider::Custom(name), None) => SharedString::from(Arc::clone(name)),
+        (other, None) => SharedString::from(other.name().to_owned()),
+    }
 }
 
 /// The matched secret's label: its configured label, else its index.
@@ -535,6 +536,9 @@ impl Observer for MetricsObserver {
             let direction = if skew.is_future() { "future" } else { "past" };
             histogram!(SKEW, "route" => route.clone(), "provider" => provider.clone(), "direction" => direction)
                 .record(skew.magnitude().as_secs_f64());
+        }
+        for hint in record.hints {
+            counter!(HINTS, "route" => route.clone(), "hint" => hint.code()).increment(1);
         }
         if let Some(event_type) = record.event_type {
             counter!(

@@ -23,7 +23,9 @@
 //! [`AckQueue`](crate::queue::AckQueueBuilder::observer); each reports its
 //! own operations ([`DedupeRecord`], [`RateLimitRecord`],
 //! [`QueueRecord`]). Every method of [`Observer`] has an empty default
-//! body, so an observer implements only what it needs.
+//! body, so an observer implements only what it needs. A route has one
+//! observer; to give it several (metrics and an inspector, say), combine
+//! them with [`Fanout`].
 //!
 //! Routes are named with [`VerifierBuilder::name`](crate::VerifierBuilder::name)
 //! (default: the provider's name, such as `stripe`); an observer is told
@@ -42,6 +44,15 @@
 //! of a verified delivery is chosen by the provider: map unknown ones to a
 //! fixed value before using them as labels.
 //!
+//! The one exception is asked for: an observer whose
+//! [`Observer::wants_request`] answers `true` (a development tool such as
+//! the [`Inspector`](crate::inspect::Inspector) of the `inspect` feature)
+//! gets the request as the client sent it in [`RequestRecord::request`]
+//! (method, target, headers, and the body once read), which is
+//! attacker-controlled and may carry signatures and tokens: such an
+//! observer masks what it keeps. For every other observer the field is
+//! `None` and the layer copies nothing.
+//!
 //! # Cost
 //!
 //! Without an observer the layer does nothing more than check that none
@@ -49,7 +60,9 @@
 //! monotonic clock a few times per request (start, handler start and end,
 //! finish) and allocates nothing for the record; the observer is called
 //! on the request's task, so it must be quick (update counters, do not
-//! block).
+//! block). Only an observer that [wants the request](Observer::wants_request)
+//! costs more: a copy of the request's method, target and headers, and a
+//! reference to its body's bytes.
 //!
 //! ```
 //! use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,7 +102,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, Uri};
 
 use crate::dedupe::StoreErrorKind;
 use crate::{Provider, RejectionKind};
@@ -109,6 +123,15 @@ pub trait Observer: Send + Sync + 'static {
     /// future dropped). Exactly once per request.
     fn on_request(&self, record: &RequestRecord<'_>) {
         let _ = record;
+    }
+
+    /// Whether [`RequestRecord::request`] should carry the request itself
+    /// (method, target, headers, body): asked when each request reaches
+    /// the layer. Default `false`: the layer then copies nothing. Only
+    /// development tools should answer `true`; see [the module
+    /// docs](self).
+    fn wants_request(&self) -> bool {
+        false
     }
 
     /// The layer's dedupe step asked its store something.
@@ -132,6 +155,64 @@ pub trait Observer: Send + Sync + 'static {
 impl fmt::Debug for dyn Observer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Observer")
+    }
+}
+
+/// Several observers on one route (metrics and an inspector, say): each
+/// is told everything, in the order they were added. It
+/// [wants the request](Observer::wants_request) when any of them does.
+#[derive(Debug, Clone, Default)]
+pub struct Fanout {
+    observers: Vec<Arc<dyn Observer>>,
+}
+
+impl Fanout {
+    /// No observer yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `observer`.
+    #[must_use]
+    pub fn with(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+}
+
+impl Observer for Fanout {
+    fn on_route(&self, route: &RouteRecord<'_>) {
+        self.observers.iter().for_each(|o| o.on_route(route));
+    }
+
+    fn on_request(&self, record: &RequestRecord<'_>) {
+        for o in &self.observers {
+            if o.wants_request() {
+                o.on_request(record);
+            } else {
+                // What it did not ask for, it is not given.
+                o.on_request(&RequestRecord {
+                    request: None,
+                    ..*record
+                });
+            }
+        }
+    }
+
+    fn wants_request(&self) -> bool {
+        self.observers.iter().any(|o| o.wants_request())
+    }
+
+    fn on_dedupe(&self, record: &DedupeRecord<'_>) {
+        self.observers.iter().for_each(|o| o.on_dedupe(record));
+    }
+
+    fn on_rate_limit(&self, record: &RateLimitRecord) {
+        self.observers.iter().for_each(|o| o.on_rate_limit(record));
+    }
+
+    fn on_queue(&self, record: &QueueRecord<'_>) {
+        self.observers.iter().for_each(|o| o.on_queue(record));
     }
 }
 
@@ -276,6 +357,43 @@ pub struct RequestRecord<'a> {
     /// `None` before verification. Provider-chosen: map unknown values to
     /// a fixed one before using it as a metric label.
     pub event_type: Option<&'a str>,
+    /// Diagnostic hints about a refused delivery, on a route with
+    /// [`Diagnostics`](crate::hints::Diagnostics) (empty when there are
+    /// none). Each has a stable [`code`](crate::hints::Hint::code) and a
+    /// sentence for a person; neither holds a secret or request bytes.
+    pub hints: &'a [crate::hints::Hint],
+    /// The request as the client sent it, only for an observer whose
+    /// [`Observer::wants_request`] answered `true`; `None` otherwise.
+    pub request: Option<RequestDetails<'a>>,
+}
+
+/// The request behind a [`RequestRecord`], for an observer that
+/// [asked for it](Observer::wants_request). Everything here is what the
+/// client sent (attacker-controlled), signatures and tokens included:
+/// mask before keeping or showing it. Its `Debug` shows only the method
+/// and sizes.
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub struct RequestDetails<'a> {
+    /// The request's method.
+    pub method: &'a Method,
+    /// The request's target (path and query).
+    pub uri: &'a Uri,
+    /// The request's headers.
+    pub headers: &'a HeaderMap,
+    /// The body's bytes, when the layer read it to its end (before or
+    /// after verification: a tampered body is here too).
+    pub body: Option<&'a Bytes>,
+}
+
+impl fmt::Debug for RequestDetails<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestDetails")
+            .field("method", self.method)
+            .field("headers", &self.headers.len())
+            .field("body_bytes", &self.body.map(Bytes::len))
+            .finish()
+    }
 }
 
 impl RequestRecord<'_> {

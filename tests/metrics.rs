@@ -547,7 +547,7 @@ fn publish_sets_the_last_verified_gauge_of_routes_built_before_the_recorder() {
         described.get("webhook_guard_body_size_bytes").map(|d| d.0),
         Some(Some(Unit::Bytes))
     );
-    assert_eq!(described.len(), 19, "every metric is described: {described:#?}");
+    assert_eq!(described.len(), 20, "every metric is described: {described:#?}");
     drop(quiet);
 }
 
@@ -572,7 +572,7 @@ fn a_route_built_with_a_recorder_starts_at_zero() {
         ),
         Some(0.0)
     );
-    assert_eq!(recording.described.lock().unwrap().len(), 19);
+    assert_eq!(recording.described.lock().unwrap().len(), 20);
 }
 
 #[test]
@@ -859,5 +859,5 @@ async fn a_global_recorder_installed_after_the_routes_were_built_gets_everything
         .unwrap();
     // The system clock: after the crate's fixed test time, and sane.
     assert!(seen > NOW as f64, "{seen}");
-    assert_eq!(recording.described.lock().unwrap().len(), 19);
+    assert_eq!(recording.described.lock().unwrap().len(), 20);
 }
