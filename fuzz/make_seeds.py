@@ -101,6 +101,33 @@ HOSTILE["custom"] = [
     [("x-acme-timestamp", "1700000000"), ("x-acme-signature", "v1=" + B64), ("x-acme-signature", "v1=" + B64)],
 ]
 
+ED_SIG = "756baa610c8465c468a26af3c4d3bac60c8f46660d21e1292acde7be2082a0850a2a5757e0ca63e815c8f01270a56637d20ab35d5d13e38218056b0d497f370c"
+HOSTILE["discord"] = [
+    [("x-signature-ed25519", ED_SIG), ("x-signature-timestamp", "+123")],
+    [("x-signature-ed25519", ED_SIG), ("x-signature-timestamp", "0123")],
+    [("x-signature-ed25519", ED_SIG), ("x-signature-timestamp", "1700000000000")],
+    [("x-signature-ed25519", ED_SIG[:127]), ("x-signature-timestamp", "1700000000")],
+    [("x-signature-ed25519", ED_SIG + "00"), ("x-signature-timestamp", "1700000000")],
+    [("x-signature-ed25519", "0x" + ED_SIG[2:]), ("x-signature-timestamp", "1700000000")],
+    [("x-signature-ed25519", ED_SIG), ("x-signature-ed25519", ED_SIG), ("x-signature-timestamp", "1700000000")],
+    [("x-signature-ed25519", ""), ("x-signature-timestamp", "")],
+    [("x-signature-ed25519", "f" * 9000), ("x-signature-timestamp", "1700000000")],
+]
+SG_SIG = "MEUCIQCtIHJeH93Y+qpYeWrySphQgpNGNr/U+UyUlBkU6n7RAwIgJTz2C+8a8xonZGi6BpSzoQsbVRamr2nlxFDWYNH2j/0="
+SG_TS = "x-twilio-email-event-webhook-timestamp"
+SG_SIG_H = "x-twilio-email-event-webhook-signature"
+HOSTILE["sendgrid"] = [
+    [(SG_SIG_H, SG_SIG), (SG_TS, "+123")],
+    [(SG_SIG_H, SG_SIG.rstrip("=")), (SG_TS, "1588788367")],
+    [(SG_SIG_H, base64.b64encode(bytes([0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00])).decode()), (SG_TS, "1588788367")],
+    [(SG_SIG_H, base64.b64encode(bytes([0x30, 0x80, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00, 0x00])).decode()), (SG_TS, "1588788367")],
+    [(SG_SIG_H, base64.b64encode(bytes([0x30, 0x81, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01])).decode()), (SG_TS, "1588788367")],
+    [(SG_SIG_H, base64.b64encode(bytes([0x30, 0x46, 0x02, 0x21]) + bytes(33) + bytes([0x02, 0x21]) + bytes(33)).decode()), (SG_TS, "1588788367")],
+    [(SG_SIG_H, base64.b64encode(bytes(75)).decode()), (SG_TS, "1588788367")],
+    [(SG_SIG_H, SG_SIG), (SG_SIG_H, SG_SIG), (SG_TS, "1588788367")],
+    [(SG_SIG_H, "A" * 9000), (SG_TS, "1588788367")],
+]
+
 COMMON = [
     ("empty", b""),
     ("nonascii", "x-h\u00e9: \u00e9\u00e9\n\u00ff\u00fe: v\n".encode("latin-1")),
@@ -108,9 +135,25 @@ COMMON = [
     ("huge-value", b"x-big: " + b"A" * 20000 + b"\n"),
 ]
 
+PP_SIG = base64.b64encode(bytes(range(256))).decode()
+PP_OK = [
+    ("paypal-transmission-id", "dfb3be50-fd74-11e4-8bf3-77339302725b"),
+    ("paypal-transmission-time", "2015-05-18T15:45:13Z"),
+    ("paypal-cert-url", "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77"),
+    ("paypal-auth-algo", "SHA256withRSA"),
+]
+HOSTILE["paypal"] = [
+    PP_OK + [("paypal-transmission-sig", PP_SIG)],
+    PP_OK[:1] + [("paypal-transmission-time", "2015-05-18T15:45:13")] + PP_OK[2:] + [("paypal-transmission-sig", PP_SIG)],
+    PP_OK[:3] + [("paypal-auth-algo", "SHA1withRSA"), ("paypal-transmission-sig", PP_SIG)],
+    PP_OK + [("paypal-transmission-sig", PP_SIG[:-4])],
+    PP_OK + [("paypal-transmission-sig", PP_SIG), ("paypal-transmission-sig", PP_SIG)],
+    [("paypal-transmission-id", "1" * 80)] + PP_OK[1:] + [("paypal-transmission-sig", PP_SIG)],
+]
+
 # parse_headers: the first byte picks the scheme (its index in SCHEMES,
 # modulo their number, as fuzz/src/lib.rs reads it), the rest is the block.
-SCHEMES = ["stripe", "github", "standard", "slack", "shopify", "custom"]
+SCHEMES = ["stripe", "github", "standard", "slack", "shopify", "custom", "discord", "sendgrid", "paypal"]
 for index, provider in enumerate(SCHEMES):
     tag = bytes([index])
     if provider != "custom":

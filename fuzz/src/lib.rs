@@ -39,15 +39,20 @@ pub mod schemes {
     }
 
     /// The scheme a fuzz input's first byte picks: stripe, github,
-    /// standard, slack, shopify, custom (modulo six).
+    /// standard, slack, shopify, custom, discord, sendgrid, paypal (modulo
+    /// nine; the first six keep the indexes the committed seeds were
+    /// written with).
     pub fn pick(byte: u8) -> &'static Scheme {
-        match byte % 6 {
+        match byte % 9 {
             0 => stripe(),
             1 => github(),
             2 => standard_webhooks(),
             3 => slack(),
             4 => shopify(),
-            _ => custom(),
+            5 => custom(),
+            6 => discord(),
+            7 => sendgrid(),
+            _ => paypal(),
         }
     }
 
@@ -56,6 +61,23 @@ pub mod schemes {
     scheme!(standard_webhooks, Scheme::standard_webhooks());
     scheme!(slack, Scheme::slack());
     scheme!(shopify, Scheme::shopify());
+    scheme!(discord, Scheme::discord());
+    scheme!(sendgrid, Scheme::sendgrid());
+    scheme!(
+        paypal,
+        Scheme::paypal(
+            webhook_guard::paypal::PayPal::builder("WH-FUZZ-1")
+                .sandbox(true)
+                .certificates(
+                    webhook_guard::paypal::PinnedCertificates::from_pem(include_str!(
+                        "../../tests/data/paypal/leaf.pem"
+                    ))
+                    .expect("the test leaf is PayPal's name"),
+                )
+                .build()
+                .expect("the fuzzed PayPal scheme is valid"),
+        )
+    );
     scheme!(
         custom,
         Scheme::custom(
@@ -312,4 +334,45 @@ pub fn json_schema(data: &[u8]) {
             "strict parse accepted what serde_json refuses"
         );
     }
+}
+
+/// `paypal_cert_url`: PayPal's certificate-URL check and its RFC 3339
+/// parser on arbitrary text. Never panics; a believed URL has exactly the
+/// documented shape, and a parsed time parses again to the same value.
+pub fn paypal_cert_url(data: &[u8]) {
+    if let Some(t) = internals::paypal_time(data) {
+        assert!(
+            (-62_167_219_200..=253_402_300_799 + 86_400).contains(&t),
+            "time {t} out of range"
+        );
+    }
+    let Ok(raw) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (live, any) = (
+        internals::paypal_cert_url(raw, false),
+        internals::paypal_cert_url(raw, true),
+    );
+    if let Some(sandbox) = live {
+        assert!(!sandbox, "a sandbox URL believed without the sandbox");
+        assert_eq!(any, Some(false), "turning the sandbox on changed a live URL");
+    }
+    let Some(sandbox) = any else {
+        return;
+    };
+    let rest = raw.strip_prefix("https://").expect("believed without https://");
+    let (host, path) = rest.split_at(rest.find('/').expect("believed without a path"));
+    let hosts: &[&str] = if sandbox {
+        &["api.sandbox.paypal.com", "api-m.sandbox.paypal.com"]
+    } else {
+        &["api.paypal.com", "api-m.paypal.com"]
+    };
+    assert!(hosts.contains(&host), "believed host {host:?}");
+    let id = path
+        .strip_prefix("/v1/notifications/certs/")
+        .expect("believed another path");
+    assert!(
+        !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+        "believed certificate id {id:?}"
+    );
 }
