@@ -11,6 +11,91 @@
 //! (rotation); unset, a public development secret is used and printed with
 //! a warning. A malformed variable stops the receiver with a one-line error
 //! naming it and exit code 2.
+//!
+//! # Admin listener
+//!
+//! Metrics and health checks are served on a second, plain-HTTP listener,
+//! apart from the webhook routes:
+//!
+//! ```text
+//! cargo run --example receiver
+//! curl -s http://127.0.0.1:9464/metrics     # in another terminal
+//! ```
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `WEBHOOK_ADMIN_ADDR` | the admin listener's address, or `off` | `127.0.0.1:9464` |
+//! | `WEBHOOK_ADMIN_PUBLIC` | `1` allows a non-loopback `WEBHOOK_ADMIN_ADDR` | unset (`0`) |
+//!
+//! Routes: `GET /metrics` (the Prometheus text exposition, content type
+//! `text/plain; version=0.0.4; charset=utf-8`, of every `webhook_guard_*`
+//! metric: see `webhook_guard::metrics`), and `GET /healthz` and
+//! `GET /readyz`, the same handlers as on the main listener (so `/readyz`
+//! turns 503 `shutting_down` on both at the same moment). Any other path
+//! is 404 (a known path with another method, 405). `/metrics` is not
+//! served on the main listener. Nothing on the admin listener goes through
+//! the rate limiter or counts as a failed authentication. It is served by
+//! the same serving helper as the main listener (the same
+//! `WEBHOOK_HEADER_TIMEOUT_SECS`, at most 64 connections), and stops after
+//! the main listener has drained and the queue workers have stopped (with
+//! 1 s for its own requests). It is plain HTTP even when the main listener
+//! serves HTTPS.
+//!
+//! Start-up:
+//!
+//! - a `WEBHOOK_ADMIN_ADDR` that is not a loopback address (such as
+//!   `0.0.0.0:9464`) stops the receiver with one line naming the variable,
+//!   unless `WEBHOOK_ADMIN_PUBLIC=1`: the metrics have no authentication,
+//!   so exposing them takes a deliberate second setting (and a firewall);
+//! - a `WEBHOOK_ADMIN_ADDR` that is set and cannot be bound (busy, not an
+//!   address of this machine) stops the receiver with one line naming the
+//!   variable, exit code 2;
+//! - when the variable is **not** set and the default `127.0.0.1:9464`
+//!   cannot be bound (typically a second receiver on the same machine),
+//!   the receiver logs one WARN line saying the admin listener is off
+//!   because the default port is busy, and serves webhooks without it.
+//!   Scripts that start several receivers set `WEBHOOK_ADMIN_ADDR=off` or
+//!   a port of their own for each, so none depends on the default port;
+//! - `off` binds nothing, and no metrics recorder is installed.
+//!
+//! The start-up output says which: `admin listener: http://ADDR (...)` or
+//! `admin listener: off`.
+//!
+//! ## Metrics and their buckets
+//!
+//! Every route is named after its path (`stripe`, `github`, ...: the
+//! `route` label) and reports to one `MetricsObserver`, as do the rate
+//! limiter and, with `WEBHOOK_ACK=queue`, the queue. The event types the
+//! demo knows (its two test types and the sample types of
+//! `examples/send.rs`) are registered; any other is counted as `_other`.
+//! Every 5 s the recorder's upkeep runs and the sampled gauges are set
+//! (each route's last-verified time, the limiter's tracked clients, the
+//! queue's depth and capacity); right after start every route's
+//! `webhook_guard_last_verified_delivery_timestamp_seconds` is 0.
+//!
+//! The recorder (`metrics-exporter-prometheus`, without its own HTTP
+//! listener) exposes every histogram as a real Prometheus histogram, with
+//! buckets per metric, so quantiles can be aggregated across replicas and
+//! alert thresholds fall on a bucket bound:
+//!
+//! - request, handler and queue-run durations (s): 0.0005, 0.001, 0.0025,
+//!   0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 3, 4, 5, 10, 30.
+//!   Fine below 10 ms, where the guard itself works; then the providers'
+//!   delivery timeouts (Slack 3 s, Shopify 5 s, GitHub 10 s), 2.5 s (an
+//!   alert threshold that leaves room under Slack's 3 s), and 30 s (the
+//!   default body deadline);
+//! - dedupe and queue store latencies (s): 0.0001 to 5 (memory and SQLite
+//!   answer in microseconds, Redis in about a millisecond);
+//! - body size (bytes): 256, 1 KiB, 4 KiB, 16 KiB, 64 KiB, 256 KiB,
+//!   512 KiB, 1 MiB (the default `WEBHOOK_MAX_BODY_BYTES`; a different
+//!   configured limit is added as a bound, so "bodies near the limit" is
+//!   one bucket);
+//! - timestamp skew (s): 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800,
+//!   3600, 21600, 86400: transit delay is about a second, a drifting clock
+//!   shows in the minutes before the 300 s default tolerance (the
+//!   configured `WEBHOOK_TOLERANCE_SECS` is added as a bound), and refused
+//!   stale deliveries and replays fall in the hour and day buckets;
+//! - queue wait (s, counted in whole seconds): 0.5 to 86400.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -27,13 +112,17 @@ use sha2::Digest as _;
 use webhook_guard::dedupe::{Dedupe, DedupeStore, MemoryStore};
 use webhook_guard::dispatch::{Event, EventRouter, HandlerError};
 use webhook_guard::handshake::Handshake;
+use webhook_guard::inspect::Inspector;
+use webhook_guard::metrics::MetricsObserver;
+use webhook_guard::observe::{Fanout, Observer};
 use webhook_guard::queue::{AckQueue, AckQueueHandle, Delivery};
 use webhook_guard::schema::Schemas;
 use webhook_guard::serve::{Readiness, Server};
 use webhook_guard::sqlite::SqliteState;
-use webhook_guard::{BodyBudget, Networks, ProxyHeader, RateLimiter, Verifier};
+use webhook_guard::{BodyBudget, Networks, ProxyHeader, RateLimiter, Scheme, Verifier};
 
 mod common;
+use common::admin::{self, AdminAddr};
 use common::{EnvError, ROUTES};
 
 /// The demo handler fails on purpose for this event type, to show that a
@@ -42,6 +131,23 @@ const FAILING_EVENT: &str = "test.handler_error";
 /// The demo handler takes two seconds for this event type, so a concurrent
 /// identical delivery can be seen getting 409 (in progress).
 const SLOW_EVENT: &str = "test.slow_handler";
+
+/// The event types the demo knows, labeled by name in
+/// `webhook_guard_events_total` (any other is `_other`): the two the demo
+/// handler treats specially, and the sample types `examples/send.rs` sends.
+const EVENT_TYPES: [&str; 11] = [
+    FAILING_EVENT,
+    SLOW_EVENT,
+    "payment_intent.succeeded",
+    "invoice.paid",
+    "event_callback",
+    "url_verification",
+    "ping",
+    "orders/create",
+    "page",
+    "tweet_create_events",
+    "issues",
+];
 
 /// The state file inside `WEBHOOK_STATE_DIR`.
 const STATE_FILE: &str = "webhook-guard.sqlite3";
@@ -57,7 +163,13 @@ enum Ack {
 
 struct Config {
     addr: SocketAddr,
+    admin: AdminAddr,
+    metrics: Arc<MetricsObserver>,
+    tolerance: Duration,
+    max_body: usize,
     verifiers: Vec<(&'static str, Verifier)>,
+    /// The development inspector (`WEBHOOK_INSPECT=1`), when served.
+    inspector: Option<Inspector>,
     limiter: RateLimiter,
     store: &'static str,
     state: Option<SqliteState>,
@@ -95,6 +207,10 @@ fn seconds(var: &'static str, default: u64) -> Result<Duration, EnvError> {
 
 fn config() -> Result<Config, EnvError> {
     let addr = common::addr()?;
+    let admin = admin::addr()?;
+    // Wired in whether or not the admin listener serves them: without an
+    // installed recorder the `metrics` macros do nothing.
+    let metrics = MetricsObserver::builder().event_types(EVENT_TYPES).build();
     let tolerance = number("WEBHOOK_TOLERANCE_SECS", 300, "a whole number of seconds")?;
     let max_body = number("WEBHOOK_MAX_BODY_BYTES", 1_048_576, "a whole number of bytes")?;
     let max_body = usize::try_from(max_body)
@@ -182,6 +298,7 @@ fn config() -> Result<Config, EnvError> {
         // pin one with `ProxyHeader::XForwardedFor` or `Forwarded` in
         // production, matching what your proxy writes.
         .proxy_header(ProxyHeader::XForwardedForThenForwarded)
+        .observer(metrics.clone())
         .build();
     let state = state()?;
     let (store, store_name) = store(state.as_ref())?;
@@ -196,28 +313,50 @@ fn config() -> Result<Config, EnvError> {
             token_default.to_owned()
         }
     };
+    let inspector = inspector(admin)?;
+    let observer: Arc<dyn Observer> = match &inspector {
+        Some(inspector) => Arc::new(Fanout::new().with(metrics.clone()).with(inspector.observer())),
+        None => metrics.clone(),
+    };
+    let diagnostics = diagnostics()?;
+    let common_route = |scheme: Scheme, name: &'static str| -> Result<_, EnvError> {
+        let builder = Verifier::builder(scheme);
+        let builder = match &diagnostics {
+            Some(d) => builder.diagnostics(d.clone()),
+            None => builder,
+        };
+        Ok(builder
+            .name(name)
+            .observer(observer.clone())
+            .tolerance(Duration::from_secs(tolerance))
+            .max_body_bytes(max_body)
+            .body_deadline(body_timeout)
+            .body_idle_timeout(body_timeout)
+            .body_budget(budget.clone())
+            .schemas(schemas(name).map_err(|e| EnvError::new("WEBHOOK_ADDR", e))?)
+            .dedupe(
+                Dedupe::builder(store.clone(), name)
+                    .build()
+                    .map_err(|e| EnvError::new("WEBHOOK_REDIS_URL", e.to_string()))?,
+            ))
+    };
     let mut verifiers = Vec::new();
     for route in &ROUTES {
-        let (secrets, is_default) = common::secrets(route)?;
+        let (mut secrets, is_default) = common::secrets(route)?;
+        let own = secrets.len();
+        if route.name == "standard" {
+            // v1a (Ed25519) public keys beside the v1 secrets.
+            if let Some(keys) = common::var(common::STANDARD_PUBLIC_KEYS)? {
+                secrets.extend(keys.split(',').map(|k| k.trim().to_owned()));
+            }
+        }
         if is_default {
             eprintln!(
                 "warning: {} is not set; using the public development secret {:?}. Never use it for real traffic.",
                 route.env, route.dev_secret
             );
         }
-        let mut builder = Verifier::builder((route.scheme)())
-            .secrets(secrets)
-            .tolerance(Duration::from_secs(tolerance))
-            .max_body_bytes(max_body)
-            .body_deadline(body_timeout)
-            .body_idle_timeout(body_timeout)
-            .body_budget(budget.clone())
-            .schemas(schemas(route.name).map_err(|e| EnvError::new(route.env, e))?)
-            .dedupe(
-                Dedupe::builder(store.clone(), route.name)
-                    .build()
-                    .map_err(|e| EnvError::new("WEBHOOK_REDIS_URL", e.to_string()))?,
-            );
+        let mut builder = common_route((route.scheme)(), route.name)?.secrets(secrets);
         match route.name {
             "meta" => builder = builder.handshake(Handshake::meta(meta_token.as_str())),
             "x" => builder = builder.handshake(Handshake::x_crc()),
@@ -226,15 +365,31 @@ fn config() -> Result<Config, EnvError> {
         let verifier = builder.build().map_err(|e| {
             let var = match e {
                 webhook_guard::ConfigError::InvalidHandshake { .. } => token_var,
+                webhook_guard::ConfigError::InvalidSecretEncoding { index, .. }
+                | webhook_guard::ConfigError::EmptySecret { index }
+                | webhook_guard::ConfigError::SecretHasSurroundingWhitespace { index }
+                    if index >= own =>
+                {
+                    common::STANDARD_PUBLIC_KEYS
+                }
                 _ => route.env,
             };
             EnvError::new(var, e.to_string())
         })?;
         verifiers.push((route.name, verifier));
     }
+    let paypal = common_route(Scheme::paypal(paypal()?), "paypal")?
+        .build()
+        .map_err(|e| EnvError::new("PAYPAL_WEBHOOK_ID", e.to_string()))?;
+    verifiers.push(("paypal", paypal));
     Ok(Config {
         addr,
+        admin,
+        metrics,
+        tolerance: Duration::from_secs(tolerance),
+        max_body: max_body.get(),
         verifiers,
+        inspector,
         limiter,
         store: store_name,
         state,
@@ -403,6 +558,132 @@ fn store(state: Option<&SqliteState>) -> Result<(Arc<dyn DedupeStore>, &'static 
     }
 }
 
+/// `WEBHOOK_INSPECT=1`: the development inspector on the admin listener,
+/// keeping `WEBHOOK_INSPECT_KEEP` deliveries (default 200). Served only on
+/// a loopback admin address; elsewhere it is refused with a warning.
+fn inspector(admin: AdminAddr) -> Result<Option<Inspector>, EnvError> {
+    match common::var("WEBHOOK_INSPECT")?.as_deref().map(str::trim) {
+        None | Some("" | "0") => return Ok(None),
+        Some("1") => {}
+        Some(other) => {
+            return Err(EnvError::new(
+                "WEBHOOK_INSPECT",
+                format!("{other:?} is neither \"1\" nor \"0\""),
+            ))
+        }
+    }
+    let keep = number("WEBHOOK_INSPECT_KEEP", 200, "a whole number")?;
+    let keep = usize::try_from(keep).map_err(|_| EnvError::new("WEBHOOK_INSPECT_KEEP", "is too large"))?;
+    let loopback = match admin {
+        AdminAddr::Off => {
+            eprintln!("warning: WEBHOOK_INSPECT=1, but the admin listener is off: no inspector");
+            return Ok(None);
+        }
+        AdminAddr::Default(addr) | AdminAddr::Explicit(addr) => addr.ip().is_loopback(),
+    };
+    if !loopback {
+        eprintln!("warning: WEBHOOK_INSPECT=1, but the admin address is not loopback: the inspector is never served there");
+        return Ok(None);
+    }
+    Ok(Some(Inspector::builder().keep(keep).build()))
+}
+
+/// The PayPal route's configuration: `PAYPAL_WEBHOOK_ID` (a development
+/// id when unset), `PAYPAL_SANDBOX=1` for the sandbox hosts, and
+/// `PAYPAL_CERT_FILE` (pinned certificates) or, unset, certificates
+/// fetched from the checked `PAYPAL-CERT-URL` with their chain validated.
+fn paypal() -> Result<webhook_guard::paypal::PayPal, EnvError> {
+    use webhook_guard::paypal::{PayPal, PinnedCertificates};
+    let (id_var, id_default) = common::PAYPAL_WEBHOOK_ID;
+    let id = match common::var(id_var)? {
+        Some(id) => id.trim().to_owned(),
+        None => {
+            eprintln!("warning: {id_var} is not set; using the development webhook id {id_default:?}.");
+            id_default.to_owned()
+        }
+    };
+    let sandbox = match common::var("PAYPAL_SANDBOX")?.as_deref().map(str::trim) {
+        None | Some("" | "0") => false,
+        Some("1") => true,
+        Some(other) => {
+            return Err(EnvError::new(
+                "PAYPAL_SANDBOX",
+                format!("{other:?} is neither \"1\" nor \"0\""),
+            ))
+        }
+    };
+    let builder = PayPal::builder(id).sandbox(sandbox);
+    let builder = match common::var("PAYPAL_CERT_FILE")? {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path.trim())
+                .map_err(|e| EnvError::new("PAYPAL_CERT_FILE", format!("cannot read {path:?}: {e}")))?;
+            builder.certificates(
+                PinnedCertificates::from_pem(&pem)
+                    .map_err(|e| EnvError::new("PAYPAL_CERT_FILE", e.to_string()))?,
+            )
+        }
+        None => builder.certificates(fetched_certificates()?),
+    };
+    builder.build().map_err(|e| EnvError::new(id_var, e.to_string()))
+}
+
+/// Certificates fetched over HTTPS from the checked URL, their chain
+/// validated to the system's roots (Debian's bundle, which still carries
+/// the DigiCert roots PayPal's certificates have chained to), else to
+/// Mozilla's list from `webpki-roots`.
+fn fetched_certificates() -> Result<webhook_guard::paypal::FetchedCertificates, EnvError> {
+    use webhook_guard::paypal::{FetchedCertificates, TrustAnchors};
+    const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+    let builder = match std::fs::read_to_string(SYSTEM_ROOTS)
+        .ok()
+        .and_then(|pem| TrustAnchors::from_pem(&pem).ok())
+    {
+        Some(roots) => FetchedCertificates::builder(roots),
+        None => FetchedCertificates::with_webpki_roots(),
+    };
+    builder
+        .build()
+        .map_err(|e| EnvError::new("PAYPAL_CERT_FILE", e.to_string()))
+}
+
+/// `WEBHOOK_HINTS=1`: diagnostic hints for failed verifications, logged,
+/// counted and shown by the inspector; `WEBHOOK_HINTS_IN_RESPONSE=1` also
+/// puts them in the problem+json answer (development only).
+fn diagnostics() -> Result<Option<webhook_guard::hints::Diagnostics>, EnvError> {
+    let flag = |var: &'static str| -> Result<bool, EnvError> {
+        match common::var(var)?.as_deref().map(str::trim) {
+            None | Some("" | "0") => Ok(false),
+            Some("1") => Ok(true),
+            Some(other) => Err(EnvError::new(
+                var,
+                format!("{other:?} is neither \"1\" nor \"0\""),
+            )),
+        }
+    };
+    let (on, in_response) = (flag("WEBHOOK_HINTS")?, flag("WEBHOOK_HINTS_IN_RESPONSE")?);
+    if !on && !in_response {
+        return Ok(None);
+    }
+    if in_response {
+        eprintln!(
+            "warning: WEBHOOK_HINTS_IN_RESPONSE=1 puts diagnostic hints in answers: for development only"
+        );
+    }
+    Ok(Some(
+        webhook_guard::hints::Diagnostics::new().in_response(in_response),
+    ))
+}
+
+/// `GET /providers`: every provider route and the variables it reads.
+fn providers() -> Value {
+    Value::Array(
+        common::providers()
+            .into_iter()
+            .map(|(name, env)| serde_json::json!({ "name": name, "route": format!("/webhooks/{name}"), "env": env }))
+            .collect(),
+    )
+}
+
 /// The JSON Schema of a route, from `examples/schemas/<route>.json`.
 fn schemas(route: &str) -> Result<Schemas, String> {
     let text = match route {
@@ -412,7 +693,11 @@ fn schemas(route: &str) -> Result<Schemas, String> {
         "slack" => include_str!("schemas/slack.json"),
         "shopify" => include_str!("schemas/shopify.json"),
         "meta" => include_str!("schemas/meta.json"),
-        _ => include_str!("schemas/x.json"),
+        "x" => include_str!("schemas/x.json"),
+        "paypal" => include_str!("schemas/paypal.json"),
+        "discord" => include_str!("schemas/discord.json"),
+        "sendgrid" => include_str!("schemas/sendgrid.json"),
+        other => return Err(format!("no schema for the route {other:?}")),
     };
     let schema: Value = serde_json::from_str(text).map_err(|e| format!("schema of {route}: {e}"))?;
     Schemas::builder()
@@ -456,15 +741,26 @@ fn events(log: Option<ProcessedLog>) -> EventRouter {
     })
 }
 
+/// `GET /healthz` (200 until the process exits) and `GET /readyz` (200,
+/// then 503 `shutting_down` once shutdown starts): the same routes on the
+/// main and the admin listener.
+fn health(ready: &Readiness) -> Router {
+    let ready = ready.clone();
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(move || std::future::ready(ready.response())))
+}
+
 /// The application: one verified route per provider (answered by the
 /// handler, or by the queue in `WEBHOOK_ACK=queue`), plus `/healthz` and
 /// `/readyz`.
 fn app(config: &Config, queue: Option<&AckQueue>, ready: &Readiness) -> Router {
     let events = events(config.log.clone());
-    let ready = ready.clone();
-    let mut router = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(move || std::future::ready(ready.response())));
+    let providers = providers();
+    let mut router = health(ready).route(
+        "/providers",
+        get(move || std::future::ready(axum::Json(providers.clone()))),
+    );
     for (name, verifier) in &config.verifiers {
         let path = format!("/webhooks/{name}");
         router = match queue {
@@ -497,6 +793,7 @@ async fn handle(event: &Event<Value>) -> Result<(), HandlerError> {
 fn queue(config: &Config) -> Result<(AckQueue, AckQueueHandle), EnvError> {
     let log = config.log.clone();
     let mut builder = AckQueue::builder()
+        .observer(config.metrics.clone())
         .workers(config.workers)
         .max_attempts(config.max_attempts)
         .on_dead_letter(move |delivery: &Delivery, attempts, _error| {
@@ -517,6 +814,46 @@ fn queue(config: &Config) -> Result<(AckQueue, AckQueueHandle), EnvError> {
     builder
         .spawn(events(config.log.clone()))
         .map_err(|e| EnvError::new("WEBHOOK_ACK", e.to_string()))
+}
+
+/// Open connections the admin listener serves at once (a scraper and a
+/// person or two); more wait in the listen backlog.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// How long admin requests may take once the admin listener stops.
+const ADMIN_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// The capacity of the `WEBHOOK_ACK=queue` queue: the SQLite or in-memory
+/// default (the demo does not change it).
+fn queue_capacity(config: &Config) -> usize {
+    if config.state.is_some() {
+        webhook_guard::sqlite::DEFAULT_QUEUE_CAPACITY
+    } else {
+        webhook_guard::queue::DEFAULT_CAPACITY
+    }
+}
+
+/// Every [`admin::SAMPLE_EVERY`]: the recorder's upkeep (histogram samples
+/// drained into their buckets), the help texts and last-delivery gauges
+/// again, the limiter's tracked clients and the queue's depth.
+async fn sample(
+    metrics: Arc<MetricsObserver>,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    limiter: RateLimiter,
+    queue: Option<AckQueue>,
+    capacity: usize,
+) {
+    let mut tick = tokio::time::interval(admin::SAMPLE_EVERY);
+    loop {
+        tick.tick().await;
+        metrics.publish();
+        metrics.sample_rate_limiter(&limiter);
+        if let Some(queue) = &queue {
+            // An error leaves the depth as it was; the queue's own
+            // `unavailable` events say that its storage fails.
+            let _ = metrics.sample_queue(queue, capacity).await;
+        }
+        handle.run_upkeep();
+    }
 }
 
 /// `receiver dead-letters` and `receiver requeue-dead-letters`.
@@ -607,6 +944,30 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let admin_listener = match admin::bind(config.admin).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The recorder only when something serves it.
+    let recorder = match &admin_listener {
+        None => None,
+        Some(_) => match admin::builder(config.tolerance, config.max_body)
+            .map_err(|e| e.to_string())
+            .and_then(admin::install)
+        {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                eprintln!(
+                    "error: {}: cannot set up the metrics recorder: {e}",
+                    admin::ADDR_VAR
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
     let queue = match config.ack {
         Ack::Sync => None,
         Ack::Queue => match queue(&config) {
@@ -628,7 +989,18 @@ async fn main() -> ExitCode {
         .iter()
         .map(|(name, _)| format!("/webhooks/{name}"))
         .collect();
-    println!("routes: POST {}; GET /healthz, /readyz", routes.join(", "));
+    println!(
+        "routes: POST {}; GET /providers, /healthz, /readyz",
+        routes.join(", ")
+    );
+    match admin_listener.as_ref().map(tokio::net::TcpListener::local_addr) {
+        Some(Ok(at)) if config.inspector.is_some() => {
+            println!("admin listener: http://{at} (GET /metrics, /healthz, /readyz; inspector: http://{at}/inspect)")
+        }
+        Some(Ok(at)) => println!("admin listener: http://{at} (GET /metrics, /healthz, /readyz)"),
+        Some(Err(_)) => println!("admin listener: on"),
+        None => println!("admin listener: off"),
+    }
     println!(
         "dedupe store: {}; acknowledgement: {}; rate limit: {:?}",
         config.store,
@@ -649,6 +1021,39 @@ async fn main() -> ExitCode {
         server = server.tls(tls);
     }
     let ready = server.readiness();
+    // The admin listener: its own serving helper (header timeout, a small
+    // connection cap), no rate limiter, the main listener's readiness; it
+    // stops once the main listener has drained and the queue has stopped.
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut sampler = None;
+    let mut admin_task = None;
+    if let (Some(listener), Some(handle)) = (admin_listener, recorder) {
+        // Routes built before the recorder was installed: set their
+        // gauges (0) now, so the first scrape already has them.
+        config.metrics.publish();
+        config.metrics.sample_rate_limiter(&config.limiter);
+        handle.run_upkeep();
+        sampler = Some(tokio::spawn(sample(
+            config.metrics.clone(),
+            handle.clone(),
+            config.limiter.clone(),
+            queue.as_ref().map(|(q, _)| q.clone()),
+            queue_capacity(&config),
+        )));
+        let admin_server = Server::new(listener)
+            .header_read_timeout(config.header_timeout)
+            .max_connections(ADMIN_MAX_CONNECTIONS)
+            .shutdown_grace(ADMIN_SHUTDOWN_GRACE)
+            .with_readiness(ready.clone())
+            .with_graceful_shutdown(async move {
+                let _ = admin_stopped.await;
+            });
+        let mut admin_router = admin::router(handle, health(&ready));
+        if let Some(inspector) = &config.inspector {
+            admin_router = admin_router.merge(inspector.router());
+        }
+        admin_task = Some(tokio::spawn(admin_server.serve_router(admin_router)));
+    }
     let app = config
         .limiter
         .clone()
@@ -661,6 +1066,14 @@ async fn main() -> ExitCode {
     // A durable queue keeps what they did not run for the next start.
     if let Some((_, handle)) = queue {
         handle.shutdown(config.grace).await;
+    }
+    // Then the admin listener (it answered /readyz 503 since the signal).
+    drop(admin_stop);
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
+    if let Some(sampler) = sampler {
+        sampler.abort();
     }
     // Let claims settled in the background (by requests cut off at the
     // deadline) reach the store.

@@ -6,11 +6,29 @@
 //! cargo run --example send -- github --type push
 //! cargo run --example send -- standard --type test.handler_error   # the demo handler fails: 500
 //! cargo run --example send -- slack --tamper                       # body changed after signing: 401
+//! cargo run --example send -- standard --v1a                       # Ed25519 (v1a) instead of v1
+//! cargo run --example send -- paypal                               # RSA, as PayPal signs
 //! ```
 //!
-//! Providers: stripe, github, standard, slack, shopify. It reads the same
-//! secret variables as the receiver (the first secret of each list signs)
-//! and the same development defaults, and `WEBHOOK_ADDR` for the target.
+//! Providers: stripe, github, standard, slack, shopify, meta, x, discord,
+//! sendgrid, paypal.
+//! It reads the same secret variables as the receiver (the first secret of
+//! each list signs) and the same development defaults, and `WEBHOOK_ADDR`
+//! for the target. Asymmetric schemes sign with a private key the
+//! receiver never holds:
+//!
+//! - `--v1a`: `STANDARD_WEBHOOK_SIGNING_KEY` (`whsk_`), by default the
+//!   development key whose public key is
+//!   `whpk_XlnN9Yboe3obwzpgJ8iPor/XPG5nfegDuID9BfU86Ag=` (give that to the
+//!   receiver in `STANDARD_WEBHOOK_PUBLIC_KEYS`).
+//! - `discord`: `DISCORD_SIGNING_KEY` (the hex Ed25519 seed), by default
+//!   the development seed whose public key is the receiver's default.
+//! - `sendgrid`: `SENDGRID_SIGNING_KEY` (PKCS#8 P-256, base64), by default
+//!   the development key whose public key is the receiver's default.
+//! - `paypal`: `PAYPAL_SIGNING_KEY_FILE` (PKCS#8 PEM), by default the test
+//!   key of `tests/data/paypal/leaf.pem` (give that certificate to the
+//!   receiver in `PAYPAL_CERT_FILE`), over `PAYPAL_WEBHOOK_ID`.
+//!
 //! Exit status: 0 for a 2xx answer, 1 otherwise, 2 for bad arguments.
 
 use std::process::ExitCode;
@@ -22,18 +40,24 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use webhook_guard::test_util::TestSigner;
+use webhook_guard::Scheme;
 
 mod common;
 use common::ROUTES;
 
 const USAGE: &str =
-    "usage: send <stripe|github|standard|slack|shopify|meta|x> [--type EVENT] [--id ID] [--tamper]";
+    "usage: send <stripe|github|standard|slack|shopify|meta|x|discord|sendgrid|paypal> [--type EVENT] [--id ID] [--tamper] [--v1a]";
+
+/// The development `whsk_` key for `--v1a` (public: never for real
+/// traffic).
+const DEV_V1A_SIGNING_KEY: &str = "whsk_oz2u379sAou9zyGrRN6CFTSXhiN2j1VjVCdplpc9D88=";
 
 struct Args {
     provider: String,
     event_type: Option<String>,
     id: Option<String>,
     tamper: bool,
+    v1a: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -44,12 +68,14 @@ fn args() -> Result<Args, String> {
         event_type: None,
         id: None,
         tamper: false,
+        v1a: false,
     };
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--type" => args.event_type = Some(it.next().ok_or("--type needs a value")?),
             "--id" => args.id = Some(it.next().ok_or("--id needs a value")?),
             "--tamper" => args.tamper = true,
+            "--v1a" => args.v1a = true,
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
@@ -86,6 +112,20 @@ fn sample(provider: &str, event_type: Option<&str>, id: &str, now: i64) -> (Vec<
             "object": event_type.unwrap_or("page"),
             "entry": [{ "id": "1234567890", "time": now, "changes": [{ "field": "feed", "value": { "item": "status", "verb": "add" } }] }]
         }),
+        "paypal" => json!({
+            "id": format!("WH-{id}"), "create_time": "2026-11-23T10:00:00Z", "resource_type": "capture",
+            "event_type": event_type.unwrap_or("PAYMENT.CAPTURE.COMPLETED"),
+            "summary": "Payment completed for $ 20.0 USD",
+            "resource": { "id": "4EU7004268015634R", "status": "COMPLETED", "amount": { "value": "20.00", "currency_code": "USD" } }
+        }),
+        "discord" => json!({
+            "id": id, "application_id": "1234567890", "type": event_type.map_or(2, |t| t.parse().unwrap_or(2)),
+            "data": { "name": "ping", "type": 1 }, "token": "demo-interaction-token", "version": 1
+        }),
+        "sendgrid" => json!([
+            { "email": "jon@example.com", "event": event_type.unwrap_or("delivered"), "timestamp": now,
+              "sg_event_id": id, "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0" }
+        ]),
         "x" => json!({
             "for_user_id": "2244994945",
             event_type.unwrap_or("tweet_create_events"): [{ "id_str": id, "text": "hello from the demo" }]
@@ -102,33 +142,101 @@ fn sample(provider: &str, event_type: Option<&str>, id: &str, now: i64) -> (Vec<
     (body.to_string().into_bytes(), header_type)
 }
 
-async fn run(args: Args) -> Result<bool, String> {
+/// The scheme and the signing secret of a provider.
+fn signing(args: &Args) -> Result<(&'static str, Scheme, String, &'static str), String> {
+    if args.provider == "paypal" {
+        use webhook_guard::paypal::{PayPal, PinnedCertificates};
+        let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/paypal");
+        let id = common::var(common::PAYPAL_WEBHOOK_ID.0)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_else(|| common::PAYPAL_WEBHOOK_ID.1.to_owned());
+        let key_file = common::var("PAYPAL_SIGNING_KEY_FILE")
+            .map_err(|e| e.to_string())?
+            .unwrap_or_else(|| format!("{data}/leaf-key.pk8.pem"));
+        let key = std::fs::read_to_string(&key_file)
+            .map_err(|e| format!("PAYPAL_SIGNING_KEY_FILE: cannot read {key_file:?}: {e}"))?;
+        // The certificate only completes the configuration: signing needs
+        // the webhook id and the key.
+        let pem = std::fs::read_to_string(format!("{data}/leaf.pem")).map_err(|e| e.to_string())?;
+        let paypal = PayPal::builder(id.trim())
+            .certificates(PinnedCertificates::from_pem(&pem).map_err(|e| e.to_string())?)
+            .build()
+            .map_err(|e| format!("PAYPAL_WEBHOOK_ID: {e}"))?;
+        return Ok(("paypal", Scheme::paypal(paypal), key, "PAYPAL_SIGNING_KEY_FILE"));
+    }
     let route = ROUTES
         .iter()
         .find(|r| r.name == args.provider)
         .ok_or_else(|| format!("unknown provider {:?}\n{USAGE}", args.provider))?;
+    let own_key = |var: &'static str, dev: &str| -> Result<String, String> {
+        Ok(common::var(var)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_else(|| dev.to_owned()))
+    };
+    match route.name {
+        "discord" => {
+            let key = own_key("DISCORD_SIGNING_KEY", common::DISCORD_DEV_SEED)?;
+            return Ok((route.name, (route.scheme)(), key, "DISCORD_SIGNING_KEY"));
+        }
+        "sendgrid" => {
+            let key = own_key("SENDGRID_SIGNING_KEY", common::SENDGRID_DEV_KEY)?;
+            return Ok((route.name, (route.scheme)(), key, "SENDGRID_SIGNING_KEY"));
+        }
+        _ => {}
+    }
+    if args.v1a {
+        if route.name != "standard" {
+            return Err("--v1a is for the standard route".to_owned());
+        }
+        let key = common::var("STANDARD_WEBHOOK_SIGNING_KEY")
+            .map_err(|e| e.to_string())?
+            .unwrap_or_else(|| DEV_V1A_SIGNING_KEY.to_owned());
+        return Ok((route.name, (route.scheme)(), key, "STANDARD_WEBHOOK_SIGNING_KEY"));
+    }
     let (secrets, _) = common::secrets(route).map_err(|e| e.to_string())?;
     let secret = secrets.into_iter().next().unwrap_or_default();
+    Ok((route.name, (route.scheme)(), secret, route.env))
+}
+
+async fn run(args: Args) -> Result<bool, String> {
+    let (name, scheme, secret, secret_var) = signing(&args)?;
     let addr = common::addr().map_err(|e| e.to_string())?;
 
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|e| e.to_string())?;
     let unix = i64::try_from(now.as_secs()).map_err(|e| e.to_string())?;
-    let prefix = match route.name {
+    let prefix = match name {
         "stripe" => "evt_",
         "slack" => "Ev",
         "standard" => "msg_",
+        "paypal" => "",
         _ => "",
     };
     let id = args
         .id
         .clone()
         .unwrap_or_else(|| format!("{prefix}{:x}", now.as_nanos()));
-    let (body, header_type) = sample(route.name, args.event_type.as_deref(), &id, unix);
+    let id = if name == "paypal" {
+        // PayPal's transmission ids are UUIDs.
+        let hex = format!("{:032x}", now.as_nanos());
+        args.id.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            )
+        })
+    } else {
+        id
+    };
+    let (body, header_type) = sample(name, args.event_type.as_deref(), &id, unix);
 
-    let mut signer = TestSigner::new(&(route.scheme)(), secret.as_str())
-        .map_err(|e| format!("{}: {e}", route.env))?
+    let mut signer = TestSigner::new(&scheme, secret.as_str())
+        .map_err(|e| format!("{secret_var}: {e}"))?
         .timestamp(unix)
         .id(id);
     if let Some(t) = header_type {
@@ -140,7 +248,7 @@ async fn run(args: Args) -> Result<bool, String> {
         body.extend_from_slice(b" ");
     }
 
-    let uri = format!("http://{addr}/webhooks/{}", route.name);
+    let uri = format!("http://{addr}/webhooks/{name}");
     let mut request = http::Request::post(&uri)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))

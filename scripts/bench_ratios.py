@@ -4,7 +4,7 @@
 Reads every `new/estimates.json` under the criterion output directories
 given (default: target/criterion and benches/peers/target/criterion) and
 prints, per group, each benchmark's median and its ratio to the group's
-baseline (`raw_hmac`, else `raw_hmac_sha256`, else the first entry).
+baseline (`raw_hmac`, else `raw_hmac_sha256`, else `raw_ring`, else the first entry).
 Optional filter: a substring of the group name.
 
     python3 scripts/bench_ratios.py [--dir DIR]... [FILTER]
@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-BASELINES = ("raw_hmac", "raw_hmac_sha256", "bare")
+BASELINES = ("raw_hmac", "raw_hmac_sha256", "raw_ring", "bare")
 
 
 def load(dirs):

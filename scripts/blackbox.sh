@@ -5,13 +5,21 @@
 # Schema 422s, 400 invalid_json / duplicate_keys, handshakes), its
 # abuse protections (tests/blackbox/abuse_check.py: rate limits, trusted
 # proxies, the failed-authentication quota, and two receivers sharing one
-# Redis that is killed and restarted), and its start-up checks on bad
+# Redis that is killed and restarted), its admin listener
+# (tests/blackbox/admin_check.py: /metrics after signed and tampered
+# deliveries, health routes, 404s, no rate limit; `off`, a busy default
+# port, a busy explicit port), and its start-up checks on bad
 # configuration. Installs the SDKs into a virtualenv under target/, and
 # redis-server (apt-get) when it is missing.
 #
-# Loopback ports used: 38418 (main receiver), 38419 (rate-limited),
-# 38420 (behind a trusted proxy), 38421 and 38422 (two receivers sharing a
-# Redis), and the first free port of 38423-38429 for redis-server.
+# Loopback ports used: 28418 (main receiver), 28419 (rate-limited),
+# 28420 (behind a trusted proxy), 28421 and 28422 (two receivers sharing a
+# Redis), the first free port of 28423-28429 for redis-server, 28430 and
+# 28431 (a receiver and its admin listener; all below Linux's ephemeral range,
+# 32768-60999, so no outgoing connection can hold one), free ports the kernel picks,
+# and 127.0.0.1:9464 (the default admin port, held by admin_check.py to
+# show that a busy default is only a warning). Every other receiver runs
+# with WEBHOOK_ADMIN_ADDR=off, so none depends on the default admin port.
 # Every process started here is stopped on exit; any failure exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +53,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Start-up: each malformed value stops the receiver with one line naming it.
 startup() { # startup <VAR> <value>   (with the binary in $bin)
   local out rc=0
-  out=$(env WEBHOOK_ADDR=127.0.0.1:0 "$1=$2" timeout 10 "$bin" 2>&1 >/dev/null | grep -v '^warning: ') || rc=$?
+  out=$(env WEBHOOK_ADDR=127.0.0.1:0 WEBHOOK_ADMIN_ADDR=off "$1=$2" timeout 10 "$bin" 2>&1 >/dev/null | grep -v '^warning: ') || rc=$?
   if [ "$rc" = 0 ] || [ "$rc" = 124 ] || [ "$(printf '%s\n' "$out" | wc -l)" != 1 ] || ! grep -q "$1" <<<"$out"; then
     echo "FAIL start-up with $1=$2: exit $rc, output: $out"; fail "start-up $1=$2"
   else
@@ -68,15 +76,20 @@ startup WEBHOOK_TRUSTED_PROXIES '10.0.0.0/33'
 startup WEBHOOK_TRUSTED_PROXIES 'nonsense'
 startup WEBHOOK_RATE_PER_SEC 0
 startup WEBHOOK_RATE_BURST abc
+startup WEBHOOK_ADMIN_ADDR 0.0.0.0:28431
+startup WEBHOOK_ADMIN_ADDR '[::]:28431'
+startup WEBHOOK_ADMIN_ADDR nonsense
+startup WEBHOOK_ADMIN_PUBLIC yes
 
 start_receiver() { # start_receiver <name> <binary> <port> [VAR=value ...]; log in $out/<name>.log
+  # The admin listener is off unless the caller sets WEBHOOK_ADMIN_ADDR.
   local name=$1 exe=$2 port=$3 pid
   shift 3
   if port_open "$port"; then
     echo "FAIL receiver $name: 127.0.0.1:$port is already in use"; fail "receiver $name: port busy"
     return 1
   fi
-  env WEBHOOK_ADDR="127.0.0.1:$port" "$@" "$exe" >"$out/$name.out" 2>"$out/$name.log" &
+  env WEBHOOK_ADDR="127.0.0.1:$port" WEBHOOK_ADMIN_ADDR=off "$@" "$exe" >"$out/$name.out" 2>"$out/$name.log" &
   pid=$!
   pids+=("$pid")
   for _ in $(seq 100); do
@@ -106,18 +119,23 @@ export META_APP_SECRET=blackbox-meta-one,blackbox-meta-two
 export META_VERIFY_TOKEN=blackbox-meta-verify-token
 export X_CONSUMER_SECRET=blackbox-x-one,blackbox-x-two
 
-main=127.0.0.1:38418
-if start_receiver main "$bin" 38418; then
+main=127.0.0.1:28418
+if start_receiver main "$bin" 28418; then
   WEBHOOK_ADDR=$main run_py "sdk_check (every route, dedupe)" tests/blackbox/sdk_check.py
   WEBHOOK_ADDR=$main run_py "payload_check (schemas, 400/422, Meta and X, handshakes)" tests/blackbox/payload_check.py
   run_py "failed-authentication quota (main receiver)" tests/blackbox/abuse_check.py failedauth "$main"
 fi
-if start_receiver ratelimited "$bin" 38419 WEBHOOK_RATE_PER_SEC=1 WEBHOOK_RATE_BURST=3; then
-  run_py "rate limit (1/s, burst 3, no trusted proxies)" tests/blackbox/abuse_check.py ratelimit 127.0.0.1:38419
+if start_receiver ratelimited "$bin" 28419 WEBHOOK_RATE_PER_SEC=1 WEBHOOK_RATE_BURST=3; then
+  run_py "rate limit (1/s, burst 3, no trusted proxies)" tests/blackbox/abuse_check.py ratelimit 127.0.0.1:28419
 fi
-if start_receiver proxied "$bin" 38420 WEBHOOK_RATE_PER_SEC=1 WEBHOOK_RATE_BURST=2 WEBHOOK_TRUSTED_PROXIES=127.0.0.1/32; then
-  run_py "trusted proxy 127.0.0.1/32 (1/s, burst 2)" tests/blackbox/abuse_check.py proxies 127.0.0.1:38420
+if start_receiver proxied "$bin" 28420 WEBHOOK_RATE_PER_SEC=1 WEBHOOK_RATE_BURST=2 WEBHOOK_TRUSTED_PROXIES=127.0.0.1/32; then
+  run_py "trusted proxy 127.0.0.1/32 (1/s, burst 2)" tests/blackbox/abuse_check.py proxies 127.0.0.1:28420
 fi
+if start_receiver admin "$bin" 28430 WEBHOOK_ADMIN_ADDR=127.0.0.1:28431 WEBHOOK_RATE_PER_SEC=1 WEBHOOK_RATE_BURST=2; then
+  run_py "admin listener 127.0.0.1:28431 (metrics, health, 404s, no rate limit)" \
+    tests/blackbox/admin_check.py serve 127.0.0.1:28430 127.0.0.1:28431
+fi
+run_py "admin listener start-up (off, busy default port, busy explicit port)" tests/blackbox/admin_check.py startup "$bin"
 
 # --- Redis: two receivers sharing one redis-server that is killed and restarted -------------------
 echo "--- redis"
@@ -127,7 +145,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 redis_port=""
-for p in 38423 38424 38425 38426 38427 38428 38429; do
+for p in 28423 28424 28425 28426 28427 28428 28429; do
   if ! port_open "$p"; then redis_port=$p; break; fi
 done
 start_redis() {
@@ -149,7 +167,7 @@ stop_redis() {
 }
 
 if [ -z "$redis_port" ]; then
-  echo "FAIL no free port for redis-server in 38423-38429"; fail "no port for redis-server"
+  echo "FAIL no free port for redis-server in 28423-28429"; fail "no port for redis-server"
 elif ! cargo build --quiet --example receiver --features redis; then
   echo "FAIL cargo build --example receiver --features redis"; fail "redis build"
 else
@@ -161,16 +179,16 @@ else
   state=$out/redis-delivery.json
   logs=("$out/redis-a.log" "$out/redis-b.log")
   if start_redis &&
-    start_receiver redis-a "$bin" 38421 WEBHOOK_REDIS_URL="$url" &&
-    start_receiver redis-b "$bin" 38422 WEBHOOK_REDIS_URL="$url"; then
+    start_receiver redis-a "$bin" 28421 WEBHOOK_REDIS_URL="$url" &&
+    start_receiver redis-b "$bin" 28422 WEBHOOK_REDIS_URL="$url"; then
     run_py "redis shared by two receivers ($url)" tests/blackbox/abuse_check.py redis-shared \
-      127.0.0.1:38421 127.0.0.1:38422 "${logs[@]}"
+      127.0.0.1:28421 127.0.0.1:28422 "${logs[@]}"
     stop_redis
     run_py "redis killed" tests/blackbox/abuse_check.py redis-down \
-      127.0.0.1:38421 127.0.0.1:38422 "$state" "${logs[@]}"
+      127.0.0.1:28421 127.0.0.1:28422 "$state" "${logs[@]}"
     if start_redis; then
       run_py "redis restarted on the same port" tests/blackbox/abuse_check.py redis-recover \
-        127.0.0.1:38421 127.0.0.1:38422 "$state" "${logs[@]}"
+        127.0.0.1:28421 127.0.0.1:28422 "$state" "${logs[@]}"
     fi
   fi
 fi

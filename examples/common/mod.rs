@@ -6,6 +6,8 @@
 #![allow(dead_code)]
 use std::fmt;
 
+pub(crate) mod admin;
+
 use webhook_guard::Scheme;
 
 /// One webhook route of the demo.
@@ -22,7 +24,7 @@ pub(crate) struct Route {
 }
 
 /// Every route the demo serves, in the order the contract lists them.
-pub(crate) const ROUTES: [Route; 7] = [
+pub(crate) const ROUTES: [Route; 9] = [
     Route {
         name: "stripe",
         env: "STRIPE_WEBHOOK_SECRET",
@@ -65,7 +67,61 @@ pub(crate) const ROUTES: [Route; 7] = [
         dev_secret: "webhook-guard-dev-x-consumer-secret",
         scheme: Scheme::x,
     },
+    Route {
+        name: "discord",
+        env: "DISCORD_PUBLIC_KEY",
+        // The public key of the development seed in `DISCORD_DEV_SEED`.
+        dev_secret: "f07726f2e30e8a1b51dac4f63ae8df8552a02391a214be429eb92124bbc53bf3",
+        scheme: Scheme::discord,
+    },
+    Route {
+        name: "sendgrid",
+        env: "SENDGRID_PUBLIC_KEY",
+        // The public key of the development key in `SENDGRID_DEV_KEY`.
+        dev_secret: "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEzSON+wcWZq4amvrGdv7ZxQ05HpCgBoBuXErIBvPR3cJ6QSwjCyr9DnhS89Nn7PX7vcMLVChs8cwGu81FfSBgiw==",
+        scheme: Scheme::sendgrid,
+    },
 ];
+
+/// The development Ed25519 seed (hex) the demo sender signs Discord
+/// interactions with (`DISCORD_SIGNING_KEY` replaces it). Public: never
+/// for real traffic.
+pub(crate) const DISCORD_DEV_SEED: &str = "8e377a15a3bd12689dfd625af9f25f9512707b5bd026783520cc040ca1ef2618";
+
+/// The development P-256 key (PKCS#8, base64) the demo sender signs
+/// SendGrid events with (`SENDGRID_SIGNING_KEY` replaces it). Public:
+/// never for real traffic.
+pub(crate) const SENDGRID_DEV_KEY: &str = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgqSMElIzSmnGtB/be160u4gqzPMw9dEHsRkjL6NZIf2yhRANCAATNI437BxZmrhqa+sZ2/tnFDTkekKAGgG5cSsgG89HdwnpBLCMLKv0OeFLz02fs9fu9wwtUKGzxzAa7zUV9IGCL";
+
+/// The `whpk_` public keys the standard route also accepts, for `v1a`
+/// (Ed25519) signatures; unset, `v1a` entries are ignored.
+pub(crate) const STANDARD_PUBLIC_KEYS: &str = "STANDARD_WEBHOOK_PUBLIC_KEYS";
+
+/// PayPal: the subscription's webhook id (signed by PayPal), and its
+/// development default.
+pub(crate) const PAYPAL_WEBHOOK_ID: (&str, &str) = ("PAYPAL_WEBHOOK_ID", "WH-WEBHOOK-GUARD-DEV");
+
+/// Every provider route with the variables it reads, as `GET /providers`
+/// lists them.
+pub(crate) fn providers() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = ROUTES
+        .iter()
+        .map(|r| {
+            let mut env = vec![r.env];
+            match r.name {
+                "standard" => env.push(STANDARD_PUBLIC_KEYS),
+                "meta" => env.push(META_VERIFY_TOKEN.0),
+                _ => {}
+            }
+            (r.name, env)
+        })
+        .collect();
+    out.push((
+        "paypal",
+        vec![PAYPAL_WEBHOOK_ID.0, "PAYPAL_CERT_FILE", "PAYPAL_SANDBOX"],
+    ));
+    out
+}
 
 /// Meta's subscription-handshake token (`META_VERIFY_TOKEN`) and its
 /// development default.

@@ -250,9 +250,111 @@ fn verify(c: &mut Criterion) {
     }
 }
 
+/// The asymmetric schemes at 1 KiB, each beside the bare `ring` call on
+/// the same signed bytes: Standard Webhooks `v1a` (Ed25519) and PayPal
+/// (RSA-2048 PKCS#1 v1.5 SHA-256, its certificate pinned, so always warm).
+fn asymmetric(c: &mut Criterion) {
+    use ring::signature::{UnparsedPublicKey, ED25519, RSA_PKCS1_2048_8192_SHA256};
+    let t = now();
+    let body = body(1024);
+
+    // v1a: whsk_ of the RFC 8032 test 1 seed, and its whpk_.
+    let sk = "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=";
+    let pk = "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+    let scheme = Scheme::standard_webhooks();
+    let mut headers = TestSigner::new(&scheme, sk)
+        .unwrap()
+        .timestamp(t)
+        .id(ID)
+        .headers(&body);
+    add_request_headers(&mut headers, body.len());
+    let verifier = Verifier::builder(scheme).secret(pk).build().unwrap();
+    verifier.verify(&headers, body.clone()).expect("v1a verified");
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(header(&headers, "webhook-signature").trim_start_matches("v1a,"))
+        .unwrap();
+    let public = base64::engine::general_purpose::STANDARD
+        .decode(&pk[5..])
+        .unwrap();
+    let message = [format!("{ID}.{t}.").as_bytes(), &body[..]].concat();
+    let key = UnparsedPublicKey::new(&ED25519, public);
+    key.verify(&message, &sig).expect("ring agrees");
+    let mut group = c.benchmark_group("verify/v1a/1KiB");
+    group.throughput(Throughput::Bytes(1024));
+    group.bench_function("raw_ring", |b| {
+        b.iter(|| key.verify(black_box(&message), black_box(&sig)).unwrap());
+    });
+    group.bench_function("webhook_guard", |b| {
+        b.iter(|| verifier.verify(black_box(&headers), body.clone()).unwrap());
+    });
+    group.finish();
+
+    // PayPal: the test leaf and its key from the crate's test data.
+    use webhook_guard::paypal::{PayPal, PinnedCertificates};
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/paypal");
+    let read = |f: &str| std::fs::read_to_string(format!("{data}/{f}")).unwrap();
+    let paypal = PayPal::builder("WH-BENCH-1")
+        .certificates(PinnedCertificates::from_pem(&read("leaf.pem")).unwrap())
+        .build()
+        .unwrap();
+    let scheme = Scheme::paypal(paypal);
+    let signer = TestSigner::new(&scheme, read("leaf-key.pk8.pem"))
+        .unwrap()
+        .timestamp(t)
+        .id("8f1a2b3c-0000-4000-8000-000000000001");
+    let mut headers = signer.headers(&body);
+    add_request_headers(&mut headers, body.len());
+    let verifier = Verifier::builder(scheme).build().unwrap();
+    verifier.verify(&headers, body.clone()).expect("paypal verified");
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(header(&headers, "paypal-transmission-sig"))
+        .unwrap();
+    let pkcs8: String = read("leaf-key.pk8.pem")
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let pair =
+        ring::rsa::KeyPair::from_pkcs8(&base64::engine::general_purpose::STANDARD.decode(pkcs8).unwrap())
+            .unwrap();
+    let public = pair.public().as_ref().to_vec();
+    let crc = {
+        // zlib's CRC-32, as PayPal signs it.
+        let mut c = !0u32;
+        for b in body.iter() {
+            c ^= u32::from(*b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    };
+    let message = format!(
+        "8f1a2b3c-0000-4000-8000-000000000001|{}|WH-BENCH-1|{crc}",
+        header(&headers, "paypal-transmission-time")
+    );
+    let key = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public);
+    key.verify(message.as_bytes(), &sig).expect("ring agrees");
+    let mut group = c.benchmark_group("verify/paypal/1KiB");
+    group.throughput(Throughput::Bytes(1024));
+    group.bench_function("raw_ring", |b| {
+        b.iter(|| {
+            key.verify(black_box(message.as_bytes()), black_box(&sig))
+                .unwrap()
+        });
+    });
+    group.bench_function("webhook_guard", |b| {
+        b.iter(|| verifier.verify(black_box(&headers), body.clone()).unwrap());
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = verify
+    targets = verify, asymmetric
 }
 criterion_main!(benches);
