@@ -8,9 +8,13 @@
 //! to the [`RateLimiter`](crate::rate_limit::RateLimiterBuilder::observer)
 //! and [`AckQueue`](crate::queue::AckQueueBuilder::observer) if you use
 //! them (a route's dedupe reports to the route's observer by itself).
-//! It emits through the `metrics` macros at each call, which look the
-//! recorder up every time: an application may install its recorder
-//! before or after building its verifiers.
+//! It registers each series with the current recorder the first time it
+//! is needed and keeps the handle, so a request costs a few atomic
+//! updates and no registry lookups. The handles belong to the recorder
+//! they came from: when the recorder in use changes (one installed later,
+//! or a thread's local recorder), the observer registers its series with
+//! the new one. An application may therefore install its recorder before
+//! or after building its verifiers.
 //!
 //! ```
 //! use axum::{routing::post, Router};
@@ -138,10 +142,11 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use ::metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, SharedString, Unit,
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge,
+    Histogram, SharedString, Unit,
 };
 
 use crate::dedupe::{StoreError, StoreErrorKind};
@@ -187,7 +192,176 @@ pub struct MetricsObserver {
     event_types: HashSet<Arc<str>>,
     clock: Arc<dyn Clock>,
     /// Each route's last verified delivery (Unix seconds, 0 for none).
-    routes: RwLock<HashMap<Arc<str>, AtomicI64>>,
+    routes: RwLock<HashMap<Arc<str>, Arc<AtomicI64>>>,
+    /// Registered handles per route, by the address of the route's name
+    /// (each entry holds the name, so the address is not reused while
+    /// the entry lives).
+    route_handles: RwLock<HashMap<usize, Arc<RouteHandles>>>,
+    /// Registered dedupe handles per route, keyed like `route_handles`.
+    dedupe_handles: RwLock<HashMap<usize, Arc<DedupeHandles>>>,
+    /// The rate limiter's counters.
+    rate_handles: RwLock<Option<Arc<RateHandles>>>,
+    /// The queue's handles per provider name.
+    queue_handles: RwLock<HashMap<String, Arc<QueueHandles>>>,
+}
+
+/// The address of the recorder the `metrics` macros would use on this
+/// thread now: handles registered with another recorder are not used.
+fn recorder_id() -> usize {
+    ::metrics::with_recorder(|recorder| std::ptr::from_ref(recorder).cast::<()>() as usize)
+}
+
+/// A handle registered on first use.
+struct Slot<H>(OnceLock<H>);
+
+impl<H: Clone> Slot<H> {
+    const fn new() -> Self {
+        Self(OnceLock::new())
+    }
+
+    fn get(&self, register: impl FnOnce() -> H) -> &H {
+        self.0.get_or_init(register)
+    }
+}
+
+fn slots<H: Clone, const N: usize>() -> [Slot<H>; N] {
+    std::array::from_fn(|_| Slot::new())
+}
+
+/// Handles of series whose labels are not all known in advance, by a
+/// small key.
+struct Keyed<K, H>(RwLock<HashMap<K, H>>);
+
+impl<K: std::hash::Hash + Eq, H: Clone> Keyed<K, H> {
+    fn new() -> Self {
+        Self(RwLock::new(HashMap::new()))
+    }
+
+    fn with(&self, key: K, register: impl FnOnce() -> H, use_it: impl FnOnce(&H)) {
+        {
+            let map = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(handle) = map.get(&key) {
+                use_it(handle);
+                return;
+            }
+        }
+        let handle = register();
+        use_it(&handle);
+        let mut map = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A bound on what a misbehaving caller could grow (every key comes
+        // from a closed set; this is only a backstop).
+        if map.len() < 4096 {
+            map.entry(key).or_insert(handle);
+        }
+    }
+}
+
+/// Number of [`Outcome`] names.
+const OUTCOMES: usize = 7;
+/// Rejection kinds with a cached counter (the rest register each time).
+const KINDS: usize = 48;
+
+const fn outcome_index(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Processed => 0,
+        Outcome::Accepted => 1,
+        Outcome::Duplicate => 2,
+        Outcome::Ignored => 3,
+        Outcome::Handshake => 4,
+        Outcome::Rejected(_) => 5,
+        Outcome::Cancelled => 6,
+    }
+}
+
+/// The result label's key in the events counter: an outcome, or a
+/// rejection's kind.
+const fn result_key(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Rejected(kind) => OUTCOMES + kind as usize,
+        other => outcome_index(other),
+    }
+}
+
+/// One route's handles, registered with one recorder.
+struct RouteHandles {
+    recorder: usize,
+    /// Keeps the address the cache is keyed by in use.
+    _route: Arc<str>,
+    provider: Provider,
+    label: SharedString,
+    provider_label: SharedString,
+    last_at: Arc<AtomicI64>,
+    requests: [Slot<Counter>; OUTCOMES],
+    durations: [Slot<Histogram>; OUTCOMES],
+    rejections: [Slot<Counter>; KINDS],
+    secrets: Keyed<(usize, Option<Arc<str>>), Counter>,
+    handler: Slot<Histogram>,
+    body: Slot<Histogram>,
+    skew: [Slot<Histogram>; 2],
+    hints: Keyed<&'static str, Counter>,
+    /// By (index of the registered event type, or `usize::MAX` for
+    /// `_other`; [`result_key`]).
+    events: Keyed<(usize, usize), Counter>,
+    last_verified: Slot<Gauge>,
+}
+
+/// One route's dedupe handles, registered with one recorder.
+struct DedupeHandles {
+    recorder: usize,
+    /// Keeps the address the cache is keyed by in use.
+    _route: Arc<str>,
+    label: SharedString,
+    /// By (operation, result).
+    ops: [[Slot<Counter>; 6]; 3],
+    durations: [Slot<Histogram>; 3],
+}
+
+impl RouteHandles {
+    fn new(recorder: usize, route: &Arc<str>, provider: &Provider, last_at: Arc<AtomicI64>) -> Self {
+        Self {
+            recorder,
+            _route: Arc::clone(route),
+            provider: provider.clone(),
+            label: SharedString::from(Arc::clone(route)),
+            provider_label: provider_label(provider),
+            last_at,
+            requests: slots(),
+            durations: slots(),
+            rejections: slots(),
+            secrets: Keyed::new(),
+            handler: Slot::new(),
+            body: Slot::new(),
+            skew: slots(),
+            hints: Keyed::new(),
+            events: Keyed::new(),
+            last_verified: Slot::new(),
+        }
+    }
+
+    fn route(&self) -> SharedString {
+        self.label.clone()
+    }
+
+    fn provider(&self) -> SharedString {
+        self.provider_label.clone()
+    }
+}
+
+/// The rate limiter's counters, registered with one recorder.
+struct RateHandles {
+    recorder: usize,
+    /// By (event, sender).
+    events: [[Slot<Counter>; 2]; 5],
+}
+
+/// One provider's queue handles, registered with one recorder.
+struct QueueHandles {
+    recorder: usize,
+    label: SharedString,
+    events: [Slot<Counter>; 7],
+    store: Slot<Histogram>,
+    wait: Slot<Histogram>,
+    run: Slot<Histogram>,
 }
 
 /// Builder for [`MetricsObserver`].
@@ -343,27 +517,129 @@ impl MetricsObserver {
         Ok(depth)
     }
 
-    /// The event type's label: itself when registered, else `_other`.
-    fn event_label(&self, event_type: &str) -> SharedString {
-        match self.event_types.get(event_type) {
-            Some(known) => SharedString::from(Arc::clone(known)),
-            None => SharedString::const_str(OTHER_EVENT_TYPE),
-        }
+    /// Records a verified delivery of `route` now.
+    fn verified(&self, handles: &RouteHandles) {
+        let now = self.clock.now_unix();
+        handles.last_at.fetch_max(now, Ordering::Relaxed);
+        handles
+            .last_verified
+            .get(|| gauge!(LAST_VERIFIED, "route" => handles.route()))
+            .set(now as f64);
     }
 
-    /// Records a verified delivery of `route` now.
-    fn verified(&self, route: &Arc<str>, label: SharedString) {
-        let now = self.clock.now_unix();
+    /// The route's handles for the recorder in use now.
+    fn route_handles(&self, route: &Arc<str>, provider: &Provider) -> Arc<RouteHandles> {
+        let recorder = recorder_id();
+        let key = Arc::as_ptr(route).cast::<u8>() as usize;
         {
-            let routes = self
-                .routes
+            let cache = self
+                .route_handles
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(last) = routes.get(route) {
-                last.fetch_max(now, Ordering::Relaxed);
+            if let Some(handles) = cache.get(&key) {
+                if handles.recorder == recorder && handles.provider == *provider {
+                    return Arc::clone(handles);
+                }
             }
         }
-        gauge!(LAST_VERIFIED, "route" => label).set(now as f64);
+        let last_at = {
+            let mut routes = self
+                .routes
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            Arc::clone(
+                routes
+                    .entry(Arc::clone(route))
+                    .or_insert_with(|| Arc::new(AtomicI64::new(0))),
+            )
+        };
+        let handles = Arc::new(RouteHandles::new(recorder, route, provider, last_at));
+        let mut cache = self
+            .route_handles
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache.insert(key, Arc::clone(&handles));
+        handles
+    }
+
+    fn dedupe_handles(&self, route: &Arc<str>) -> Arc<DedupeHandles> {
+        let recorder = recorder_id();
+        let key = Arc::as_ptr(route).cast::<u8>() as usize;
+        {
+            let cache = self
+                .dedupe_handles
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(handles) = cache.get(&key) {
+                if handles.recorder == recorder {
+                    return Arc::clone(handles);
+                }
+            }
+        }
+        let handles = Arc::new(DedupeHandles {
+            recorder,
+            _route: Arc::clone(route),
+            label: SharedString::from(Arc::clone(route)),
+            ops: std::array::from_fn(|_| slots()),
+            durations: slots(),
+        });
+        let mut cache = self
+            .dedupe_handles
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache.insert(key, Arc::clone(&handles));
+        handles
+    }
+
+    fn rate_handles(&self) -> Arc<RateHandles> {
+        let recorder = recorder_id();
+        if let Some(handles) = &*self
+            .rate_handles
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        {
+            if handles.recorder == recorder {
+                return Arc::clone(handles);
+            }
+        }
+        let handles = Arc::new(RateHandles {
+            recorder,
+            events: std::array::from_fn(|_| slots()),
+        });
+        *self
+            .rate_handles
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::clone(&handles));
+        handles
+    }
+
+    fn queue_handles(&self, provider: &Provider) -> Arc<QueueHandles> {
+        let recorder = recorder_id();
+        {
+            let cache = self
+                .queue_handles
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(handles) = cache.get(provider.name()) {
+                if handles.recorder == recorder {
+                    return Arc::clone(handles);
+                }
+            }
+        }
+        let handles = Arc::new(QueueHandles {
+            recorder,
+            label: provider_label(provider),
+            events: slots(),
+            store: Slot::new(),
+            wait: Slot::new(),
+            run: Slot::new(),
+        });
+        let mut cache = self
+            .queue_handles
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache.insert(provider.name().to_owned(), Arc::clone(&handles));
+        handles
     }
 }
 
@@ -415,6 +691,10 @@ impl MetricsObserverBuilder {
             event_types: self.event_types,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             routes: RwLock::new(HashMap::new()),
+            route_handles: RwLock::new(HashMap::new()),
+            dedupe_handles: RwLock::new(HashMap::new()),
+            rate_handles: RwLock::new(None),
+            queue_handles: RwLock::new(HashMap::new()),
         })
     }
 }
@@ -503,84 +783,181 @@ impl Observer for MetricsObserver {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             routes
                 .entry(Arc::clone(route.route))
-                .or_insert_with(|| AtomicI64::new(0))
+                .or_insert_with(|| Arc::new(AtomicI64::new(0)))
                 .load(Ordering::Relaxed)
         };
         gauge!(LAST_VERIFIED, "route" => SharedString::from(Arc::clone(route.route))).set(at as f64);
     }
 
     fn on_request(&self, record: &RequestRecord<'_>) {
-        let route = SharedString::from(Arc::clone(record.route));
-        let provider = provider_label(record.provider);
+        let h = self.route_handles(record.route, record.provider);
+        let h = &*h;
         let outcome = record.outcome.name();
-        counter!(REQUESTS, "route" => route.clone(), "provider" => provider.clone(), "outcome" => outcome)
+        let index = outcome_index(record.outcome);
+        h.requests[index]
+            .get(
+                || counter!(REQUESTS, "route" => h.route(), "provider" => h.provider(), "outcome" => outcome),
+            )
             .increment(1);
-        histogram!(REQUEST_DURATION, "route" => route.clone(), "provider" => provider.clone(), "outcome" => outcome)
+        h.durations[index]
+            .get(|| {
+                histogram!(REQUEST_DURATION, "route" => h.route(), "provider" => h.provider(), "outcome" => outcome)
+            })
             .record(record.layer_time.as_secs_f64());
         if let Some(kind) = record.outcome.rejection() {
-            counter!(REJECTIONS, "route" => route.clone(), "provider" => provider.clone(), "reason" => kind.reason())
-                .increment(1);
+            let register = || counter!(REJECTIONS, "route" => h.route(), "provider" => h.provider(), "reason" => kind.reason());
+            match h.rejections.get(kind as usize) {
+                Some(slot) => slot.get(register).increment(1),
+                None => register().increment(1),
+            }
         }
         if let Some(secret) = record.secret {
-            counter!(SECRET_MATCHES, "route" => route.clone(), "secret" => secret_label(secret)).increment(1);
+            h.secrets.with(
+                (secret.index, secret.label.cloned()),
+                || counter!(SECRET_MATCHES, "route" => h.route(), "secret" => secret_label(secret)),
+                |c| c.increment(1),
+            );
         }
         if let Some(time) = record.handler_time {
-            histogram!(HANDLER_DURATION, "route" => route.clone(), "provider" => provider.clone())
+            h.handler
+                .get(|| histogram!(HANDLER_DURATION, "route" => h.route(), "provider" => h.provider()))
                 .record(time.as_secs_f64());
         }
         if let Some(bytes) = record.body_bytes {
-            histogram!(BODY_SIZE, "route" => route.clone(), "provider" => provider.clone())
+            h.body
+                .get(|| histogram!(BODY_SIZE, "route" => h.route(), "provider" => h.provider()))
                 .record(bytes as f64);
         }
         if let Some(skew) = record.skew {
-            let direction = if skew.is_future() { "future" } else { "past" };
-            histogram!(SKEW, "route" => route.clone(), "provider" => provider.clone(), "direction" => direction)
-                .record(skew.magnitude().as_secs_f64());
+            let (slot, direction) = if skew.is_future() {
+                (&h.skew[1], "future")
+            } else {
+                (&h.skew[0], "past")
+            };
+            slot.get(
+                || histogram!(SKEW, "route" => h.route(), "provider" => h.provider(), "direction" => direction),
+            )
+            .record(skew.magnitude().as_secs_f64());
         }
         for hint in record.hints {
-            counter!(HINTS, "route" => route.clone(), "hint" => hint.code()).increment(1);
+            let code = hint.code();
+            h.hints.with(
+                code,
+                || counter!(HINTS, "route" => h.route(), "hint" => code),
+                |c| c.increment(1),
+            );
         }
         if let Some(event_type) = record.event_type {
-            counter!(
-                EVENTS,
-                "route" => route.clone(),
-                "provider" => provider,
-                "event_type" => self.event_label(event_type),
-                "result" => result_label(record.outcome)
-            )
-            .increment(1);
+            let (key, label) = match self.event_types.get(event_type) {
+                Some(known) => (
+                    Arc::as_ptr(known).cast::<u8>() as usize,
+                    SharedString::from(Arc::clone(known)),
+                ),
+                None => (usize::MAX, SharedString::const_str(OTHER_EVENT_TYPE)),
+            };
+            h.events.with(
+                (key, result_key(record.outcome)),
+                || {
+                    counter!(
+                        EVENTS,
+                        "route" => h.route(),
+                        "provider" => h.provider(),
+                        "event_type" => label,
+                        "result" => result_label(record.outcome)
+                    )
+                },
+                |c| c.increment(1),
+            );
         }
         if is_verified_delivery(record.outcome) {
-            self.verified(record.route, route);
+            self.verified(h);
         }
     }
 
     fn on_dedupe(&self, record: &DedupeRecord<'_>) {
-        let route = SharedString::from(Arc::clone(record.route));
+        let h = self.dedupe_handles(record.route);
         let op = dedupe_op(record.op);
-        counter!(DEDUPE_OPS, "route" => route.clone(), "op" => op, "result" => dedupe_result(record.result))
+        let op_index = dedupe_op_index(record.op);
+        let result = dedupe_result(record.result);
+        h.ops[op_index][dedupe_result_index(record.result)]
+            .get(|| counter!(DEDUPE_OPS, "route" => h.label.clone(), "op" => op, "result" => result))
             .increment(1);
-        histogram!(DEDUPE_DURATION, "route" => route, "op" => op).record(record.latency.as_secs_f64());
+        h.durations[op_index]
+            .get(|| histogram!(DEDUPE_DURATION, "route" => h.label.clone(), "op" => op))
+            .record(record.latency.as_secs_f64());
     }
 
     fn on_rate_limit(&self, record: &RateLimitRecord) {
+        let h = self.rate_handles();
         let class = if record.sender { "sender" } else { "other" };
-        counter!(RATE_LIMIT_EVENTS, "event" => rate_limit_event(record.event), "class" => class).increment(1);
+        let event = rate_limit_event(record.event);
+        h.events[rate_limit_index(record.event)][usize::from(record.sender)]
+            .get(|| counter!(RATE_LIMIT_EVENTS, "event" => event, "class" => class))
+            .increment(1);
     }
 
     fn on_queue(&self, record: &QueueRecord<'_>) {
-        let provider = provider_label(record.provider);
-        counter!(QUEUE_EVENTS, "provider" => provider.clone(), "event" => queue_event(record.event))
+        let h = self.queue_handles(record.provider);
+        let event = queue_event(record.event);
+        h.events[queue_event_index(record.event)]
+            .get(|| counter!(QUEUE_EVENTS, "provider" => h.label.clone(), "event" => event))
             .increment(1);
         if let Some(latency) = record.storage_latency {
-            histogram!(QUEUE_STORE_DURATION, "provider" => provider.clone()).record(latency.as_secs_f64());
+            h.store
+                .get(|| histogram!(QUEUE_STORE_DURATION, "provider" => h.label.clone()))
+                .record(latency.as_secs_f64());
         }
         if let Some(wait) = record.since_received {
-            histogram!(QUEUE_WAIT, "provider" => provider.clone()).record(wait.as_secs_f64());
+            h.wait
+                .get(|| histogram!(QUEUE_WAIT, "provider" => h.label.clone()))
+                .record(wait.as_secs_f64());
         }
         if let Some(run) = record.run_time {
-            histogram!(QUEUE_RUN_DURATION, "provider" => provider).record(run.as_secs_f64());
+            h.run
+                .get(|| histogram!(QUEUE_RUN_DURATION, "provider" => h.label.clone()))
+                .record(run.as_secs_f64());
         }
+    }
+}
+
+const fn dedupe_op_index(op: DedupeOp) -> usize {
+    match op {
+        DedupeOp::Claim => 0,
+        DedupeOp::Complete => 1,
+        DedupeOp::Release => 2,
+    }
+}
+
+const fn rate_limit_index(event: RateLimitEvent) -> usize {
+    match event {
+        RateLimitEvent::Allowed => 0,
+        RateLimitEvent::Limited => 1,
+        RateLimitEvent::LockedOut => 2,
+        RateLimitEvent::Refunded => 3,
+        RateLimitEvent::FailedAuthentication => 4,
+    }
+}
+
+const fn queue_event_index(event: QueueEvent) -> usize {
+    match event {
+        QueueEvent::Enqueued => 0,
+        QueueEvent::Full => 1,
+        QueueEvent::Unavailable => 2,
+        QueueEvent::ShuttingDown => 3,
+        QueueEvent::Done => 4,
+        QueueEvent::Retried => 5,
+        QueueEvent::DeadLetter => 6,
+    }
+}
+
+const fn dedupe_result_index(result: DedupeResult) -> usize {
+    match result {
+        DedupeResult::Acquired => 0,
+        DedupeResult::Duplicate => 1,
+        DedupeResult::InProgress => 2,
+        DedupeResult::Done => 3,
+        DedupeResult::Error(StoreErrorKind::Unavailable) => 4,
+        DedupeResult::Error(StoreErrorKind::Full) => 5,
     }
 }
 

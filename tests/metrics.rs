@@ -575,6 +575,82 @@ fn a_route_built_with_a_recorder_starts_at_zero() {
     assert_eq!(recording.described.lock().unwrap().len(), 20);
 }
 
+/// The observer keeps the handles it registered; when the recorder in use
+/// changes, the next requests are counted by the new recorder, none by
+/// the old one, and the counts do not carry over.
+#[test]
+fn handles_follow_the_recorder_in_use() {
+    let metrics = observer();
+    let verifier = Verifier::builder(Scheme::stripe())
+        .name(ROUTE)
+        .clock(FixedClock::new(NOW))
+        .secret(STRIPE_SECRET)
+        .observer(metrics.clone())
+        .build()
+        .unwrap();
+    let first = Recording::default();
+    let second = Recording::default();
+    let send_some = |recording: &Recording, ok: usize, forged: usize| {
+        with_recording(recording, || async {
+            let app = router(&verifier);
+            for _ in 0..ok {
+                let response = send(app.clone(), signer(STRIPE_SECRET, NOW - 3).request(PATH, PAID)).await;
+                assert_eq!(response.status(), StatusCode::OK);
+            }
+            for _ in 0..forged {
+                let response = send(app.clone(), signer("whsec_forger", NOW).request(PATH, PAID)).await;
+                assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            }
+        });
+    };
+    send_some(&first, 2, 1);
+    send_some(&second, 1, 3);
+    send_some(&first, 1, 0);
+    let requests = |recording: &Recording, outcome: &str| {
+        recording
+            .counters("webhook_guard_requests_total")
+            .get(&labels(&[
+                ("outcome", outcome),
+                ("provider", "stripe"),
+                ("route", ROUTE),
+            ]))
+            .copied()
+    };
+    assert_eq!(requests(&first, "processed"), Some(3));
+    assert_eq!(requests(&first, "rejected"), Some(1));
+    assert_eq!(requests(&second, "processed"), Some(1));
+    assert_eq!(requests(&second, "rejected"), Some(3));
+    let mismatches = |recording: &Recording| {
+        recording
+            .counters("webhook_guard_rejections_total")
+            .get(&labels(&[
+                ("provider", "stripe"),
+                ("reason", "signature_mismatch"),
+                ("route", ROUTE),
+            ]))
+            .copied()
+    };
+    assert_eq!(mismatches(&first), Some(1));
+    assert_eq!(mismatches(&second), Some(3));
+    assert_eq!(recording_samples(&first), 4);
+    assert_eq!(recording_samples(&second), 4);
+}
+
+/// Request durations recorded for the test route, any outcome.
+fn recording_samples(recording: &Recording) -> usize {
+    ["processed", "rejected"]
+        .iter()
+        .map(|outcome| {
+            recording
+                .samples(
+                    "webhook_guard_request_duration_seconds",
+                    &[("outcome", outcome), ("provider", "stripe"), ("route", ROUTE)],
+                )
+                .len()
+        })
+        .sum()
+}
+
 #[test]
 fn unlabeled_secrets_are_counted_by_index_and_ignored_events_by_type() {
     let metrics = observer();
