@@ -54,6 +54,8 @@ struct Inner {
     attempt: Option<u32>,
     body: Bytes,
     body_fields: Option<BodyFieldsFn>,
+    /// The top-level member that holds the event type, for a light read.
+    event_type_member: Option<&'static str>,
     from_body: OnceLock<BodyFields>,
     json: OnceLock<Result<Arc<serde_json::Value>, JsonFailure>>,
 }
@@ -116,6 +118,7 @@ impl VerifiedWebhook {
                 attempt: None,
                 body,
                 body_fields: scheme.body_fields(),
+                event_type_member: scheme.event_type_member(),
                 from_body: OnceLock::new(),
                 json: OnceLock::new(),
             }),
@@ -156,6 +159,7 @@ impl VerifiedWebhook {
                 attempt: Some(attempt),
                 body,
                 body_fields: None,
+                event_type_member: None,
                 from_body,
                 json: OnceLock::new(),
             }),
@@ -245,6 +249,27 @@ impl VerifiedWebhook {
     /// form's `command`, or `interactive`), `X-Shopify-Topic`.
     pub fn event_type(&self) -> Option<&str> {
         self.field(&self.inner.event_type, |f| f.event_type.as_deref())
+    }
+
+    /// The event type for an observer's record: [`event_type`](Self::event_type)
+    /// when it is at hand (a header, or a body something already parsed),
+    /// else, for a scheme whose event type is a top-level string member of
+    /// a JSON body, that member read without building the document (no
+    /// full parse only for the record; it can differ from `event_type`
+    /// only for a body with duplicate keys below the top level, which the
+    /// strict parse refuses).
+    pub(crate) fn event_type_for_record(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        match (&self.inner.event_type, self.inner.event_type_member) {
+            (Source::Body, Some(member))
+                if !self.inner.form
+                    && self.inner.from_body.get().is_none()
+                    && self.inner.json.get().is_none() =>
+            {
+                crate::json::top_level_str(&self.inner.body, member).map(Cow::Owned)
+            }
+            _ => self.event_type().map(Cow::Borrowed),
+        }
     }
 
     /// The signed timestamp, in Unix seconds, for timestamped schemes.

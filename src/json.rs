@@ -133,6 +133,121 @@ impl<'de> Visitor<'de> for StrictVisitor<'_> {
     }
 }
 
+/// The string value of the member `key` of a top-level JSON object, read
+/// without building the document: the whole text is checked for syntax
+/// and every other value is skipped. `None` when the text is not a JSON
+/// object, the member is absent or not a string, or the top level names
+/// it twice. Duplicate keys below the top level are not looked for (the
+/// strict parse, [`parse_strict`], refuses them).
+pub(crate) fn top_level_str(bytes: &[u8], key: &str) -> Option<String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let found = de.deserialize_map(MemberVisitor { key }).ok()?;
+    de.end().ok()?;
+    found
+}
+
+/// Reads one member of an object, skipping the rest.
+struct MemberVisitor<'k> {
+    key: &'k str,
+}
+
+impl<'de> Visitor<'de> for MemberVisitor<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+        let mut found: Option<Option<String>> = None;
+        while let Some(is_key) = map.next_key_seed(KeyIs(self.key))? {
+            if !is_key {
+                map.next_value::<de::IgnoredAny>()?;
+            } else if found.is_some() {
+                return Err(de::Error::custom("duplicate object key"));
+            } else {
+                // A value of another type is skipped, and counts as found.
+                found = Some(map.next_value::<StrOrOther>()?.0);
+            }
+        }
+        Ok(found.flatten())
+    }
+}
+
+/// Whether a key is the wanted one, without allocating it.
+struct KeyIs<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
+        Ok(v == self.0)
+    }
+}
+
+/// A string value, or `None` for any other JSON value (skipped).
+struct StrOrOther(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for StrOrOther {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrOrOther;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<StrOrOther, E> {
+                Ok(StrOrOther(Some(v.to_owned())))
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<StrOrOther, E> {
+                Ok(StrOrOther(None))
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<StrOrOther, E> {
+                Ok(StrOrOther(None))
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<StrOrOther, E> {
+                Ok(StrOrOther(None))
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<StrOrOther, E> {
+                Ok(StrOrOther(None))
+            }
+
+            fn visit_unit<E>(self) -> Result<StrOrOther, E> {
+                Ok(StrOrOther(None))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrOrOther, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(StrOrOther(None))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrOrOther, A::Error> {
+                while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                Ok(StrOrOther(None))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
 /// Deserializes `T` from an already parsed value; a mismatch is a 422
 /// naming the JSON pointer of the first failing member (never its value).
 pub(crate) fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, Rejection> {
@@ -171,6 +286,41 @@ fn pointer_of(path: &serde_path_to_error::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_level_member_agrees_with_the_strict_parse() {
+        let cases: &[&[u8]] = &[
+            br#"{"id":"evt_1","type":"invoice.paid","data":{"object":{"type":"nested"}}}"#,
+            br#"{"data":{"type":"nested"},"type":"a\u0062c"}"#,
+            br#"{"type":1}"#,
+            br#"{"type":null}"#,
+            br#"{"type":["x"]}"#,
+            br#"{"other":"x"}"#,
+            br#"{"typ\u0065":"escaped-key"}"#,
+            br#"["type","x"]"#,
+            br#""type""#,
+            br#"{"type":"x"} trailing"#,
+            br#"{"type":"x""#,
+            br#"{"type":"x","type":"y"}"#,
+            br#"  {"type" : "spaced" }  "#,
+            b"",
+        ];
+        for case in cases {
+            let strict = parse_strict(case)
+                .ok()
+                .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned));
+            assert_eq!(
+                top_level_str(case, "type"),
+                strict,
+                "{}",
+                String::from_utf8_lossy(case)
+            );
+        }
+        // Below the top level, duplicates are not looked for.
+        let nested = br#"{"type":"t","data":{"a":1,"a":2}}"#;
+        assert!(parse_strict(nested).is_err());
+        assert_eq!(top_level_str(nested, "type").as_deref(), Some("t"));
+    }
 
     #[test]
     fn parses_like_serde_json() {

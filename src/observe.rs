@@ -355,7 +355,11 @@ pub struct RequestRecord<'a> {
     /// The verified delivery's event type as the provider named it
     /// ([`VerifiedWebhook::event_type`](crate::VerifiedWebhook::event_type));
     /// `None` before verification. Provider-chosen: map unknown values to
-    /// a fixed one before using it as a metric label.
+    /// a fixed one before using it as a metric label. When the event type
+    /// lives in a JSON body that nothing parsed, it is read from the
+    /// body's top level without building the document (which can differ
+    /// from `event_type()` only for a body with duplicate keys nested
+    /// below the top level).
     pub event_type: Option<&'a str>,
     /// Diagnostic hints about a refused delivery, on a route with
     /// [`Diagnostics`](crate::hints::Diagnostics) (empty when there are

@@ -54,7 +54,8 @@ impl super::Def for GitHub {
     }
 }
 
-fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+#[inline]
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     let [signature, delivery, event] = super::find(headers, [&SIGNATURE, &DELIVERY, &EVENT]);
     let raw = super::required(
         signature,

@@ -777,6 +777,10 @@ impl super::Def for PayPal {
         Some(body_fields)
     }
 
+    fn event_type_member(&self) -> Option<&'static str> {
+        Some("event_type")
+    }
+
     #[cfg(any(test, feature = "test-util"))]
     fn sign(&self, key: &Key, input: &super::SignInput<'_>, out: &mut HeaderMap) {
         use base64::Engine as _;

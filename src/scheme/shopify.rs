@@ -56,7 +56,8 @@ impl super::Def for Shopify {
     }
 }
 
-fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+#[inline]
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     let [signature, signature_alias, id, id_alias, topic, topic_alias] = super::find(
         headers,
         [

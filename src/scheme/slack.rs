@@ -47,6 +47,10 @@ impl super::Def for Slack {
         Some(body_fields)
     }
 
+    fn event_type_member(&self) -> Option<&'static str> {
+        Some("type")
+    }
+
     /// `url_verification` is answered with its challenge (JSON bodies
     /// only; form bodies are slash commands and interactions).
     fn answer_verified(&self, hook: &crate::VerifiedWebhook) -> Option<axum::response::Response> {
@@ -77,7 +81,8 @@ impl super::Def for Slack {
     }
 }
 
-fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+#[inline]
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     let [signature, timestamp] = super::find(headers, [&SIGNATURE, &TIMESTAMP]);
     let raw = super::required(
         signature,

@@ -159,13 +159,18 @@ impl super::Def for Standard {
         Some(body_fields)
     }
 
+    fn event_type_member(&self) -> Option<&'static str> {
+        Some("type")
+    }
+
     #[cfg(any(test, feature = "test-util"))]
     fn sign(&self, key: &super::Key, input: &super::SignInput<'_>, out: &mut HeaderMap) {
         sign(key, input, out);
     }
 }
 
-fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+#[inline]
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     let [sig, svix_sig, ts, svix_ts, id, svix_id] = super::find(
         headers,
         [

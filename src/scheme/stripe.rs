@@ -46,13 +46,18 @@ impl super::Def for Stripe {
         Some(body_fields)
     }
 
+    fn event_type_member(&self) -> Option<&'static str> {
+        Some("type")
+    }
+
     #[cfg(any(test, feature = "test-util"))]
     fn sign(&self, key: &super::Key, input: &super::SignInput<'_>, out: &mut HeaderMap) {
         sign(key, input, out);
     }
 }
 
-fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+#[inline]
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     let raw = super::required(
         super::Found::lookup(headers, &SIGNATURE),
         &SIGNATURE,

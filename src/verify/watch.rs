@@ -150,6 +150,7 @@ impl<'v> Watch<'v> {
             return;
         };
         let hook = t.hook.as_ref();
+        let event_type = hook.and_then(VerifiedWebhook::event_type_for_record);
         let record = RequestRecord {
             route: t.verifier.name_arc(),
             provider: t.verifier.scheme().provider(),
@@ -168,7 +169,7 @@ impl<'v> Watch<'v> {
                 (None, Some(start)) => Some(start.elapsed()),
                 (None, None) => None,
             },
-            event_type: hook.and_then(VerifiedWebhook::event_type),
+            event_type: event_type.as_deref(),
             hints: &t.hints,
             request: t.request.as_deref().map(|r| RequestDetails {
                 method: &r.method,
