@@ -301,7 +301,8 @@ impl Verifier {
     /// otherwise the answer is [`RejectionKind::CertificateUnavailable`]
     /// (the layer waits for it instead).
     pub fn verify(&self, headers: &HeaderMap, body: Bytes) -> Result<VerifiedWebhook, Rejection> {
-        let parsed = self.check_headers(headers)?;
+        let mut parsed = Parsed::empty();
+        self.check_headers(headers, &mut parsed)?;
         let key = match self.request_key(&parsed) {
             Some(mut lookup) => {
                 let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -332,12 +333,16 @@ impl Verifier {
     /// Step 4 of the module docs: parse the scheme's headers and check the
     /// timestamp against the clock.
     #[inline]
-    pub(crate) fn check_headers<'a>(&'a self, headers: &'a HeaderMap) -> Result<Parsed<'a>, Rejection> {
+    pub(crate) fn check_headers<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        parsed: &mut Parsed<'a>,
+    ) -> Result<(), Rejection> {
         let inner = &*self.inner;
-        let parsed = match inner.scheme.parse(headers) {
-            Ok(parsed) => parsed,
-            Err(r) => return Err(self.hint_header_failure(self.tag(r), headers)),
-        };
+        // Read into the caller's `Parsed`: returning it would copy it.
+        if let Err(r) = inner.scheme.parse_into(headers, parsed) {
+            return Err(self.hint_header_failure(self.tag(r), headers));
+        }
         if !parsed.signatures.any_for(inner.algorithms) {
             return Err(self.tag(Rejection::new(
                 RejectionKind::MalformedSignature,
@@ -351,7 +356,7 @@ impl Verifier {
                 return Err(self.hint_stale(rejection, skew));
             }
         }
-        Ok(parsed)
+        Ok(())
     }
 
     /// Step 7: the MAC under each key, compared with each candidate in

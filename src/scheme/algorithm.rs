@@ -359,9 +359,9 @@ fn hmac_verify(state: &HmacSha256, content: &Pieces<'_>, body: &[u8], candidates
     for piece in content.iter() {
         match piece {
             Piece::Bytes(bytes) => mac.update(bytes),
-            Piece::Body => mac.update(body),
             #[cfg(feature = "paypal")]
-            Piece::BodyCrc32 => crc32_piece(&mut mac, body),
+            Piece::Body if content.body_crc32() => crc32_piece(&mut mac, body),
+            Piece::Body => mac.update(body),
         }
     }
     let tag = mac.finalize().into_bytes();

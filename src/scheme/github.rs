@@ -17,7 +17,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::{BodyFields, BodyRef, Parsed, Piece, Pieces, Signatures};
+use super::{BodyFields, BodyRef, Parsed, Piece, Pieces};
 use crate::{Rejection, RejectionKind};
 
 /// `X-Hub-Signature-256`.
@@ -54,8 +54,9 @@ impl super::Def for GitHub {
     }
 }
 
-#[inline]
-pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+/// Reads the headers into `out` (built by [`Parsed::empty`](super::Parsed::empty)).
+#[inline(always)]
+pub(crate) fn parse_into<'h>(headers: &'h HeaderMap, out: &mut Parsed<'h>) -> Result<(), Rejection> {
     let [signature, delivery, event] = super::find(headers, [&SIGNATURE, &DELIVERY, &EVENT]);
     let raw = super::required(
         signature,
@@ -67,19 +68,21 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     let hex = raw
         .strip_prefix(b"sha256=")
         .ok_or_else(|| super::bad_signature("X-Hub-Signature-256 does not start with sha256="))?;
-    let mut signatures = Signatures::new();
-    signatures.push(
-        super::hex_tag(hex)
-            .ok_or_else(|| super::bad_signature("X-Hub-Signature-256 is not 64 hex digits"))?,
-    )?;
-    Ok(Parsed {
-        timestamp: None,
-        signatures,
-        content: Pieces::new(&[Piece::Body]),
-        id: super::informational(delivery, &DELIVERY),
-        event_type: super::informational(event, &EVENT),
-        key_ref: None,
-    })
+    let tag = super::hex_tag(hex)
+        .ok_or_else(|| super::bad_signature("X-Hub-Signature-256 is not 64 hex digits"))?;
+    out.timestamp = None;
+    out.signatures.push(tag)?;
+    out.content = Pieces::new(&[Piece::Body]);
+    out.id = super::informational(delivery, &DELIVERY);
+    out.event_type = super::informational(event, &EVENT);
+    Ok(())
+}
+
+/// The headers read into a new [`Parsed`].
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+    let mut out = Parsed::empty();
+    parse_into(headers, &mut out)?;
+    Ok(out)
 }
 
 /// GitHub keeps the id and the event type in headers; the body's `action`

@@ -729,8 +729,9 @@ impl super::Def for PayPal {
                 Piece::Bytes(b"|"),
                 Piece::Bytes(self.webhook_id.as_bytes()),
                 Piece::Bytes(b"|"),
-                Piece::BodyCrc32,
-            ]),
+                Piece::Body,
+            ])
+            .with_body_crc32(),
             id: Field::Header(id_value),
             event_type: Field::Body,
             key_ref: Some(url),

@@ -17,7 +17,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::{Field, Parsed, Piece, Pieces, Signatures};
+use super::{Field, Parsed, Piece, Pieces};
 use crate::{Rejection, RejectionKind};
 
 /// `X-Shopify-Hmac-Sha256`.
@@ -56,8 +56,9 @@ impl super::Def for Shopify {
     }
 }
 
-#[inline]
-pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+/// Reads the headers into `out` (built by [`Parsed::empty`](super::Parsed::empty)).
+#[inline(always)]
+pub(crate) fn parse_into<'h>(headers: &'h HeaderMap, out: &mut Parsed<'h>) -> Result<(), Rejection> {
     let [signature, signature_alias, id, id_alias, topic, topic_alias] = super::find(
         headers,
         [
@@ -81,19 +82,21 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
         )
     })?
     .as_bytes();
-    let mut signatures = Signatures::new();
-    signatures.push(
-        super::base64_tag(raw)
-            .ok_or_else(|| super::bad_signature("X-Shopify-Hmac-Sha256 is not the base64 of 32 bytes"))?,
-    )?;
-    Ok(Parsed {
-        timestamp: None,
-        signatures,
-        content: Pieces::new(&[Piece::Body]),
-        id: either((id, &WEBHOOK_ID), (id_alias, &WEBHOOK_ID_ALIAS)),
-        event_type: either((topic, &TOPIC), (topic_alias, &TOPIC_ALIAS)),
-        key_ref: None,
-    })
+    let tag = super::base64_tag(raw)
+        .ok_or_else(|| super::bad_signature("X-Shopify-Hmac-Sha256 is not the base64 of 32 bytes"))?;
+    out.timestamp = None;
+    out.signatures.push(tag)?;
+    out.content = Pieces::new(&[Piece::Body]);
+    out.id = either((id, &WEBHOOK_ID), (id_alias, &WEBHOOK_ID_ALIAS));
+    out.event_type = either((topic, &TOPIC), (topic_alias, &TOPIC_ALIAS));
+    Ok(())
+}
+
+/// The headers read into a new [`Parsed`].
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+    let mut out = Parsed::empty();
+    parse_into(headers, &mut out)?;
+    Ok(out)
 }
 
 fn either<'h>(

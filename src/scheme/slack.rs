@@ -18,7 +18,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::{BodyFields, BodyRef, Field, Parsed, Piece, Pieces, Signatures};
+use super::{BodyFields, BodyRef, Field, Parsed, Piece, Pieces};
 use crate::{Rejection, RejectionKind};
 
 /// `X-Slack-Signature`.
@@ -81,8 +81,9 @@ impl super::Def for Slack {
     }
 }
 
-#[inline]
-pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+/// Reads the headers into `out` (built by [`Parsed::empty`](super::Parsed::empty)).
+#[inline(always)]
+pub(crate) fn parse_into<'h>(headers: &'h HeaderMap, out: &mut Parsed<'h>) -> Result<(), Rejection> {
     let [signature, timestamp] = super::find(headers, [&SIGNATURE, &TIMESTAMP]);
     let raw = super::required(
         signature,
@@ -102,23 +103,26 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     let hex = raw
         .strip_prefix(b"v0=")
         .ok_or_else(|| super::bad_signature("X-Slack-Signature does not start with v0="))?;
-    let mut signatures = Signatures::new();
-    signatures.push(
-        super::hex_tag(hex).ok_or_else(|| super::bad_signature("X-Slack-Signature is not 64 hex digits"))?,
-    )?;
-    Ok(Parsed {
-        timestamp: Some(timestamp),
-        signatures,
-        content: Pieces::new(&[
-            Piece::Bytes(b"v0:"),
-            Piece::Bytes(ts),
-            Piece::Bytes(b":"),
-            Piece::Body,
-        ]),
-        id: Field::Body,
-        event_type: Field::Body,
-        key_ref: None,
-    })
+    let tag =
+        super::hex_tag(hex).ok_or_else(|| super::bad_signature("X-Slack-Signature is not 64 hex digits"))?;
+    out.timestamp = Some(timestamp);
+    out.signatures.push(tag)?;
+    out.content = Pieces::new(&[
+        Piece::Bytes(b"v0:"),
+        Piece::Bytes(ts),
+        Piece::Bytes(b":"),
+        Piece::Body,
+    ]);
+    out.id = Field::Body;
+    out.event_type = Field::Body;
+    Ok(())
+}
+
+/// The headers read into a new [`Parsed`].
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+    let mut out = Parsed::empty();
+    parse_into(headers, &mut out)?;
+    Ok(out)
 }
 
 fn body_fields(body: BodyRef<'_>) -> BodyFields {

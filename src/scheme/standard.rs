@@ -36,7 +36,7 @@
 use http::{HeaderMap, HeaderName};
 use zeroize::Zeroizing;
 
-use super::{BodyFields, BodyRef, Field, Parsed, Piece, Pieces, Signatures};
+use super::{BodyFields, BodyRef, Field, Parsed, Piece, Pieces};
 use crate::{ConfigError, Rejection, RejectionKind};
 
 /// `webhook-id`.
@@ -169,8 +169,9 @@ impl super::Def for Standard {
     }
 }
 
-#[inline]
-pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+/// Reads the headers into `out` (built by [`Parsed::empty`](super::Parsed::empty)).
+#[inline(always)]
+pub(crate) fn parse_into<'h>(headers: &'h HeaderMap, out: &mut Parsed<'h>) -> Result<(), Rejection> {
     let [sig, svix_sig, ts, svix_ts, id, svix_id] = super::find(
         headers,
         [
@@ -217,7 +218,7 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     }
     let timestamp = super::timestamp(ts, "webhook-timestamp")?;
 
-    let mut signatures = Signatures::new();
+    let signatures = &mut out.signatures;
     for (n, entry) in sig.split(|b| *b == b' ').enumerate() {
         if n >= MAX_ENTRIES {
             return Err(super::bad_signature(
@@ -249,20 +250,24 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
             "webhook-signature carries no v1 or v1a signature",
         ));
     }
-    Ok(Parsed {
-        timestamp: Some(timestamp),
-        signatures,
-        content: Pieces::new(&[
-            Piece::Bytes(id),
-            Piece::Bytes(b"."),
-            Piece::Bytes(ts),
-            Piece::Bytes(b"."),
-            Piece::Body,
-        ]),
-        id: Field::Header(id_value),
-        event_type: Field::Body,
-        key_ref: None,
-    })
+    out.timestamp = Some(timestamp);
+    out.content = Pieces::new(&[
+        Piece::Bytes(id),
+        Piece::Bytes(b"."),
+        Piece::Bytes(ts),
+        Piece::Bytes(b"."),
+        Piece::Body,
+    ]);
+    out.id = Field::Header(id_value);
+    out.event_type = Field::Body;
+    Ok(())
+}
+
+/// The headers read into a new [`Parsed`].
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+    let mut out = Parsed::empty();
+    parse_into(headers, &mut out)?;
+    Ok(out)
 }
 
 fn body_fields(body: BodyRef<'_>) -> BodyFields {

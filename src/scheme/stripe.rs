@@ -19,7 +19,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::{BodyFields, BodyRef, Field, Parsed, Piece, Pieces, Signatures};
+use super::{BodyFields, BodyRef, Field, Parsed, Piece, Pieces};
 use crate::{Rejection, RejectionKind};
 
 /// `Stripe-Signature`.
@@ -56,8 +56,9 @@ impl super::Def for Stripe {
     }
 }
 
-#[inline]
-pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+/// Reads the headers into `out` (built by [`Parsed::empty`](super::Parsed::empty)).
+#[inline(always)]
+pub(crate) fn parse_into<'h>(headers: &'h HeaderMap, out: &mut Parsed<'h>) -> Result<(), Rejection> {
     let raw = super::required(
         super::Found::lookup(headers, &SIGNATURE),
         &SIGNATURE,
@@ -66,7 +67,7 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     )?
     .as_bytes();
     let mut t: Option<&[u8]> = None;
-    let mut signatures = Signatures::new();
+    let signatures = &mut out.signatures;
     for item in raw.split(|b| *b == b',') {
         let Some(eq) = item.iter().position(|b| *b == b'=') else {
             return Err(super::bad_signature("a Stripe-Signature item is not key=value"));
@@ -93,14 +94,18 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
     if signatures.is_empty() {
         return Err(super::bad_signature("Stripe-Signature carries no v1 signature"));
     }
-    Ok(Parsed {
-        timestamp: Some(timestamp),
-        signatures,
-        content: Pieces::new(&[Piece::Bytes(t), Piece::Bytes(b"."), Piece::Body]),
-        id: Field::Body,
-        event_type: Field::Body,
-        key_ref: None,
-    })
+    out.timestamp = Some(timestamp);
+    out.content = Pieces::new(&[Piece::Bytes(t), Piece::Bytes(b"."), Piece::Body]);
+    out.id = Field::Body;
+    out.event_type = Field::Body;
+    Ok(())
+}
+
+/// The headers read into a new [`Parsed`].
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
+    let mut out = Parsed::empty();
+    parse_into(headers, &mut out)?;
+    Ok(out)
 }
 
 fn body_fields(body: BodyRef<'_>) -> BodyFields {

@@ -118,7 +118,8 @@ where
     }
     let hint = verifier.check_head(&parts.method, &parts.headers)?;
     let verified = {
-        let parsed = verifier.check_headers(&parts.headers)?;
+        let mut parsed = crate::scheme::Parsed::empty();
+        verifier.check_headers(&parts.headers, &mut parsed)?;
         let request_key = match verifier.request_key(&parsed) {
             Some(lookup) => Some(lookup.await.map_err(|r| verifier.tag(r))?),
             None => None,
