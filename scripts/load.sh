@@ -6,6 +6,8 @@
 # same runtime and handler:
 #   bare          plain axum route, the handler takes the body as bytes
 #   stack         rate limit + GitHub signature verification + in-memory dedupe
+#   stack-metrics stack + MetricsObserver (route and limiter) with the
+#                 Prometheus exporter's recorder installed
 #   full          stack + JSON Schema validation + typed dispatch (serde struct)
 #   queue-mem     stack, but answered 202 once queued in an in-memory AckQueue;
 #                 4 workers run the handler
@@ -26,6 +28,8 @@
 #                                        # durable queue against in-memory queue
 #   LOAD_MODES="queue-mem queue-sqlite" LOAD_CONNECTIONS=128 LOAD_PACE_MS=16 bash scripts/load.sh
 #                                        # the same at one offered load (~8 000/s)
+#   LOAD_MODES="stack stack-metrics" bash scripts/load.sh
+#                                        # what metrics cost over HTTP
 #
 # Knobs: LOAD_MODES ("bare stack full"), LOAD_ROUNDS (3), LOAD_SECONDS (10),
 # LOAD_CONNECTIONS (32), LOAD_PACE_MS (0: each connection sends its next
@@ -97,8 +101,8 @@ done
 declare -A seen
 for mode in "${modes[@]}"; do
   case $mode in
-    bare | stack | full | queue-mem | queue-sqlite) ;;
-    *) die "LOAD_MODES: unknown mode '$mode' (bare, stack, full, queue-mem, queue-sqlite)" ;;
+    bare | stack | stack-metrics | full | queue-mem | queue-sqlite) ;;
+    *) die "LOAD_MODES: unknown mode '$mode' (bare, stack, stack-metrics, full, queue-mem, queue-sqlite)" ;;
   esac
   [ -z "${seen[$mode]:-}" ] || die "LOAD_MODES names '$mode' twice"
   seen[$mode]=1

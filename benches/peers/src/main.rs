@@ -2,7 +2,7 @@
 //! benchmark (`scripts/load.sh`).
 //!
 //! ```text
-//! webhook-guard-peers serve <mode> <addr>   # bare|stack|full|queue-mem|queue-sqlite; addr e.g. 127.0.0.1:0
+//! webhook-guard-peers serve <mode> <addr>   # bare|stack|stack-metrics|full|queue-mem|queue-sqlite; addr e.g. 127.0.0.1:0
 //! webhook-guard-peers gen <n> <file>        # n signed deliveries for wrk
 //! webhook-guard-peers simulate [options]    # a sender's peak against the demo receiver
 //! ```
@@ -22,7 +22,7 @@ mod serve;
 mod simulate;
 
 const USAGE: &str = "\
-usage: webhook-guard-peers serve <bare|stack|full|queue-mem|queue-sqlite> <addr>
+usage: webhook-guard-peers serve <bare|stack|stack-metrics|full|queue-mem|queue-sqlite> <addr>
        webhook-guard-peers gen <n> <file>
        webhook-guard-peers simulate [options]
 
@@ -30,6 +30,7 @@ serve  runs one of the load benchmark's servers on <addr> (port 0: any free
        port; the address is printed on stdout) until SIGTERM or ctrl-c.
        bare:  plain axum route, the handler takes the body as bytes
        stack: rate limit + GitHub signature verification + in-memory dedupe
+       stack-metrics: stack + MetricsObserver and a Prometheus recorder
        full:  stack + JSON Schema validation + typed dispatch
        queue-mem:    stack, the handler run by an in-memory AckQueue (202)
        queue-sqlite: queue-mem with dedupe and queue in one SQLite file

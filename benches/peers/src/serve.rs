@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `bare` | nothing: a plain axum `Router`, the handler takes the body as `Bytes` |
 //! | `stack` | the rate limiter (around the whole app), then the GitHub verify layer with in-memory dedupe; same handler |
+//! | `stack-metrics` | `stack` with a `MetricsObserver` on the route and the limiter, and `metrics-exporter-prometheus`'s recorder installed (histograms with buckets; upkeep and a render every 5 s, as a scrape would) |
 //! | `full` | `stack` plus JSON Schema validation, and typed dispatch through an `EventRouter` to a serde-struct handler |
 //! | `queue-mem` | `stack`, but the handler runs on the workers of an `AckQueue` kept in memory (`MemoryQueue`); the request is answered 202 once queued |
 //! | `queue-sqlite` | `queue-mem` with the dedupe keys and the queue in one `SqliteState` file (fsync before the 202, the claim settled in the enqueue's transaction) |
@@ -39,6 +40,7 @@ use webhook_guard::dedupe::{
     Claim, Dedupe, DedupeKey, DedupeStore, LeaseToken, MemoryStore, Retention, StoreFuture,
 };
 use webhook_guard::dispatch::{Event, EventRouter, HandlerError};
+use webhook_guard::metrics::MetricsObserver;
 use webhook_guard::queue::AckQueue;
 use webhook_guard::schema::Schemas;
 use webhook_guard::sqlite::SqliteState;
@@ -81,6 +83,7 @@ const PROCESSED: &str = r#"{"status":"processed"}"#;
 pub(crate) enum Mode {
     Bare,
     Stack,
+    StackMetrics,
     Full,
     QueueMem,
     QueueSqlite,
@@ -92,6 +95,7 @@ impl Mode {
         match self {
             Self::Bare => "bare",
             Self::Stack => "stack",
+            Self::StackMetrics => "stack-metrics",
             Self::Full => "full",
             Self::QueueMem => "queue-mem",
             Self::QueueSqlite => "queue-sqlite",
@@ -102,6 +106,7 @@ impl Mode {
         match s {
             "bare" => Some(Self::Bare),
             "stack" => Some(Self::Stack),
+            "stack-metrics" => Some(Self::StackMetrics),
             "full" => Some(Self::Full),
             "queue-mem" => Some(Self::QueueMem),
             "queue-sqlite" => Some(Self::QueueSqlite),
@@ -265,12 +270,12 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
                     .open()
                     .map_err(configuration)?;
                 (
-                    verifier(mode, &stats, state.dedupe_store()).map_err(configuration)?,
+                    verifier(mode, &stats, state.dedupe_store(), None).map_err(configuration)?,
                     AckQueue::builder().storage(state.queue()),
                 )
             }
             None => (
-                verifier(mode, &stats, MemoryStore::new()).map_err(configuration)?,
+                verifier(mode, &stats, MemoryStore::new(), None).map_err(configuration)?,
                 AckQueue::builder().capacity(NonZeroUsize::new(QUEUE_CAPACITY).unwrap_or(NonZeroUsize::MIN)),
             ),
         };
@@ -325,9 +330,13 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
                 .with_graceful_shutdown(shutdown())
                 .await
         }
-        Mode::Stack | Mode::Full => {
-            let verifier =
-                verifier(mode, &stats, MemoryStore::new()).map_err(|e| format!("configuration: {e}"))?;
+        Mode::Stack | Mode::StackMetrics | Mode::Full => {
+            let observer = match mode {
+                Mode::StackMetrics => Some(install_metrics()?),
+                _ => None,
+            };
+            let verifier = verifier(mode, &stats, MemoryStore::new(), observer.clone())
+                .map_err(|e| format!("configuration: {e}"))?;
             let route = match mode {
                 Mode::Full => post_service(event_router(&stats)).layer(verifier.layer()),
                 _ => post(bytes_handler(&stats)).layer(verifier.layer()),
@@ -335,7 +344,11 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
             let app = Router::new()
                 .route(payload::PATH, route)
                 .route("/stats", stats_route);
-            axum::serve(listener, limiter().into_make_service(app))
+            let limiter = match observer {
+                Some(observer) => limiter_builder().observer(observer).build(),
+                None => limiter_builder().build(),
+            };
+            axum::serve(listener, limiter.into_make_service(app))
                 .with_graceful_shutdown(shutdown())
                 .await
         }
@@ -348,7 +361,7 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
             let app = Router::new()
                 .route(payload::PATH, post_service(queue).layer(verifier.layer()))
                 .route("/stats", stats_route);
-            axum::serve(listener, limiter().into_make_service(app))
+            axum::serve(listener, limiter_builder().build().into_make_service(app))
                 .with_graceful_shutdown(shutdown())
                 .await
         }
@@ -415,6 +428,7 @@ fn verifier<S: DedupeStore>(
     mode: Mode,
     stats: &Arc<Stats>,
     store: S,
+    observer: Option<Arc<MetricsObserver>>,
 ) -> Result<Verifier, webhook_guard::ConfigError> {
     let store = CountingStore {
         inner: store,
@@ -433,13 +447,58 @@ fn verifier<S: DedupeStore>(
     if mode == Mode::Full {
         builder = builder.schemas(Schemas::builder().default_schema(payload::schema()).build()?);
     }
+    if let Some(observer) = observer {
+        builder = builder.name("github").observer(observer);
+    }
     builder.build()
 }
 
 /// A limiter no benchmark load reaches.
-fn limiter() -> RateLimiter {
+fn limiter_builder() -> webhook_guard::rate_limit::RateLimiterBuilder {
     let quota = NonZeroU32::new(QUOTA_PER_SECOND).unwrap_or(NonZeroU32::MAX);
-    RateLimiter::builder().per_second(quota).burst(quota).build()
+    RateLimiter::builder().per_second(quota).burst(quota)
+}
+
+/// `stack-metrics`: installs `metrics-exporter-prometheus`'s recorder as
+/// the global one (histograms with buckets, as the demo receiver sets
+/// them), runs its upkeep and a render every 5 s (what a scrape costs),
+/// and returns the observer.
+fn install_metrics() -> Result<Arc<MetricsObserver>, String> {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    const SECONDS: [f64; 14] = [
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    ];
+    const STORE: [f64; 13] = [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    ];
+    const BYTES: [f64; 10] = [
+        256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0, 33554432.0,
+    ];
+    const SKEW: [f64; 10] = [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+    let mut builder = PrometheusBuilder::new();
+    for (name, buckets) in [
+        ("webhook_guard_request_duration_seconds", &SECONDS[..]),
+        ("webhook_guard_handler_duration_seconds", &SECONDS[..]),
+        ("webhook_guard_dedupe_store_duration_seconds", &STORE[..]),
+        ("webhook_guard_body_size_bytes", &BYTES[..]),
+        ("webhook_guard_timestamp_skew_seconds", &SKEW[..]),
+    ] {
+        builder = builder
+            .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full(name.into()), buckets)
+            .map_err(|e| format!("buckets: {e}"))?;
+    }
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| format!("cannot install the recorder: {e}"))?;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+            black_box(handle.render().len());
+        }
+    });
+    Ok(MetricsObserver::builder().build())
 }
 
 /// Resolves on SIGTERM (what the script sends) or ctrl-c.
