@@ -196,9 +196,9 @@ pub struct MetricsObserver {
     /// Registered handles per route, by the address of the route's name
     /// (each entry holds the name, so the address is not reused while
     /// the entry lives).
-    route_handles: RwLock<HashMap<usize, Arc<RouteHandles>>>,
+    route_handles: RwLock<FastMap<usize, Arc<RouteHandles>>>,
     /// Registered dedupe handles per route, keyed like `route_handles`.
-    dedupe_handles: RwLock<HashMap<usize, Arc<DedupeHandles>>>,
+    dedupe_handles: RwLock<FastMap<usize, Arc<DedupeHandles>>>,
     /// The rate limiter's counters.
     rate_handles: RwLock<Option<Arc<RateHandles>>>,
     /// The queue's handles per provider name.
@@ -210,6 +210,35 @@ pub struct MetricsObserver {
 fn recorder_id() -> usize {
     ::metrics::with_recorder(|recorder| std::ptr::from_ref(recorder).cast::<()>() as usize)
 }
+
+/// A multiply-rotate hasher for the handle caches: their keys are
+/// addresses and small numbers from closed sets (never client input), so
+/// a hash that resists flooding is not needed, and SipHash would be most
+/// of a lookup's cost.
+#[derive(Default, Clone, Copy)]
+struct FastHash(u64);
+
+impl std::hash::Hasher for FastHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHash>>;
 
 /// A handle registered on first use.
 struct Slot<H>(OnceLock<H>);
@@ -230,11 +259,11 @@ fn slots<H: Clone, const N: usize>() -> [Slot<H>; N] {
 
 /// Handles of series whose labels are not all known in advance, by a
 /// small key.
-struct Keyed<K, H>(RwLock<HashMap<K, H>>);
+struct Keyed<K, H>(RwLock<FastMap<K, H>>);
 
 impl<K: std::hash::Hash + Eq, H: Clone> Keyed<K, H> {
     fn new() -> Self {
-        Self(RwLock::new(HashMap::new()))
+        Self(RwLock::new(FastMap::default()))
     }
 
     fn with(&self, key: K, register: impl FnOnce() -> H, use_it: impl FnOnce(&H)) {
@@ -260,6 +289,8 @@ impl<K: std::hash::Hash + Eq, H: Clone> Keyed<K, H> {
 const OUTCOMES: usize = 7;
 /// Rejection kinds with a cached counter (the rest register each time).
 const KINDS: usize = 48;
+/// Secret indexes with a cached counter (the rest register each time).
+const SECRETS: usize = 8;
 
 const fn outcome_index(outcome: Outcome) -> usize {
     match outcome {
@@ -294,7 +325,9 @@ struct RouteHandles {
     requests: [Slot<Counter>; OUTCOMES],
     durations: [Slot<Histogram>; OUTCOMES],
     rejections: [Slot<Counter>; KINDS],
-    secrets: Keyed<(usize, Option<Arc<str>>), Counter>,
+    /// By the secret's index, with the label it was registered under (a
+    /// reload that relabels an index registers it again, uncached).
+    secrets: [Slot<(Option<Arc<str>>, Counter)>; SECRETS],
     handler: Slot<Histogram>,
     body: Slot<Histogram>,
     skew: [Slot<Histogram>; 2],
@@ -328,7 +361,7 @@ impl RouteHandles {
             requests: slots(),
             durations: slots(),
             rejections: slots(),
-            secrets: Keyed::new(),
+            secrets: slots(),
             handler: Slot::new(),
             body: Slot::new(),
             skew: slots(),
@@ -691,8 +724,8 @@ impl MetricsObserverBuilder {
             event_types: self.event_types,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             routes: RwLock::new(HashMap::new()),
-            route_handles: RwLock::new(HashMap::new()),
-            dedupe_handles: RwLock::new(HashMap::new()),
+            route_handles: RwLock::new(FastMap::default()),
+            dedupe_handles: RwLock::new(FastMap::default()),
             rate_handles: RwLock::new(None),
             queue_handles: RwLock::new(HashMap::new()),
         })
@@ -812,11 +845,18 @@ impl Observer for MetricsObserver {
             }
         }
         if let Some(secret) = record.secret {
-            h.secrets.with(
-                (secret.index, secret.label.cloned()),
-                || counter!(SECRET_MATCHES, "route" => h.route(), "secret" => secret_label(secret)),
-                |c| c.increment(1),
-            );
+            let register =
+                || counter!(SECRET_MATCHES, "route" => h.route(), "secret" => secret_label(secret));
+            let cached = h
+                .secrets
+                .get(secret.index)
+                .map(|slot| slot.get(|| (secret.label.cloned(), register())));
+            match cached {
+                Some((label, counter)) if label.as_deref() == secret.label.map(|l| &**l) => {
+                    counter.increment(1)
+                }
+                _ => register().increment(1),
+            }
         }
         if let Some(time) = record.handler_time {
             h.handler
