@@ -43,7 +43,7 @@ EVAL = "30m"
 MINUTES = 30
 JOB = {"job": "webhook-receiver", "instance": "receiver-0:9464"}
 LABELS = {"route", "provider", "outcome", "reason", "secret", "event_type", "result", "op",
-          "event", "class", "direction", "job", "instance", "le"}
+          "event", "class", "direction", "hint", "job", "instance", "le"}
 
 failures = []
 
@@ -204,6 +204,7 @@ histogram("webhook_guard_queue_store_duration_seconds", STORE, 0.0025, 12, provi
 histogram("webhook_guard_queue_wait_seconds", DURATION, 2.5, 12, provider="github")
 histogram("webhook_guard_queue_run_duration_seconds", DURATION, 0.25, 12, provider="github")
 counter("webhook_guard_verification_hints_total", 1, route="stripe-payments", hint="secret_quoted")
+counter("webhook_guard_verification_hints_total", 3, route="github-repos", hint="body_line_endings_changed")
 
 missing = metric_names - used
 if missing:
@@ -238,6 +239,8 @@ E = {
     ("Queue depth and capacity", "B"): [({"instance": JOB["instance"]}, 1024)],
     ("Queue events", "A"): [({"provider": "github", "event": "enqueued"}, r(12)), ({"provider": "github", "event": "done"}, r(11)),
                             ({"provider": "github", "event": "retried"}, r(1))],
+    ("Verification hints by code", "A"): [({"route": sp, "hint": "secret_quoted"}, r(1)),
+                                          ({"route": gh, "hint": "body_line_endings_changed"}, r(3))],
     ("Events by type", "A"): [({"route": sp, "event_type": "invoice.paid", "result": "processed"}, r(20)),
                               ({"route": sp, "event_type": "_other", "result": "processed"}, r(10)),
                               ({"route": gh, "event_type": "push", "result": "accepted"}, r(12)),
