@@ -800,6 +800,36 @@ pub(crate) fn single_aliased<'h>(
     }
 }
 
+/// The two headers of a scheme that sends a signed timestamp in one
+/// header and its signature in another (Slack, Discord, SendGrid): the
+/// signature header's bytes, the timestamp header's bytes, and the
+/// timestamp they hold (`label` names the header in the error).
+#[inline(always)]
+pub(crate) fn signature_and_timestamp<'h>(
+    headers: &'h HeaderMap,
+    signature: &HeaderName,
+    timestamp: &HeaderName,
+    label: &str,
+) -> Result<(&'h [u8], &'h [u8], i64), Rejection> {
+    let [found_signature, found_timestamp] = find(headers, [signature, timestamp]);
+    let raw = required(
+        found_signature,
+        signature,
+        RejectionKind::MissingSignature,
+        RejectionKind::MalformedSignature,
+    )?
+    .as_bytes();
+    let ts = required(
+        found_timestamp,
+        timestamp,
+        RejectionKind::MissingTimestamp,
+        RejectionKind::MalformedTimestamp,
+    )?
+    .as_bytes();
+    let at = self::timestamp(ts, label)?;
+    Ok((raw, ts, at))
+}
+
 /// A header the scheme needs, present exactly once.
 pub(crate) fn required<'h>(
     found: Found<'h>,

@@ -42,7 +42,7 @@
 use http::{HeaderMap, HeaderName};
 
 use super::{BodyFields, BodyRef, Field, Parsed, Piece, Pieces, Signatures};
-use crate::{ConfigError, Rejection, RejectionKind};
+use crate::{ConfigError, Rejection};
 
 /// `X-Signature-Ed25519`.
 pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static("x-signature-ed25519");
@@ -159,22 +159,8 @@ impl super::Def for Discord {
 }
 
 fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
-    let [signature, timestamp] = super::find(headers, [&SIGNATURE, &TIMESTAMP]);
-    let raw = super::required(
-        signature,
-        &SIGNATURE,
-        RejectionKind::MissingSignature,
-        RejectionKind::MalformedSignature,
-    )?
-    .as_bytes();
-    let ts = super::required(
-        timestamp,
-        &TIMESTAMP,
-        RejectionKind::MissingTimestamp,
-        RejectionKind::MalformedTimestamp,
-    )?
-    .as_bytes();
-    let timestamp = super::timestamp(ts, "X-Signature-Timestamp")?;
+    let (raw, ts, timestamp) =
+        super::signature_and_timestamp(headers, &SIGNATURE, &TIMESTAMP, "X-Signature-Timestamp")?;
     let signature = hex_exact::<SIGNATURE_LEN>(raw)
         .ok_or_else(|| super::bad_signature("X-Signature-Ed25519 is not 128 hex digits"))?;
     let mut signatures = Signatures::new();
@@ -215,6 +201,7 @@ fn body_fields(body: BodyRef<'_>) -> BodyFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::RejectionKind;
     use http::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

@@ -57,7 +57,7 @@ use http::{HeaderMap, HeaderName};
 use zeroize::Zeroizing;
 
 use super::{Field, Parsed, Piece, Pieces, Signatures};
-use crate::{ConfigError, Rejection, RejectionKind};
+use crate::{ConfigError, Rejection};
 
 /// `X-Twilio-Email-Event-Webhook-Signature`.
 pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static("x-twilio-email-event-webhook-signature");
@@ -167,22 +167,12 @@ impl super::Def for SendGrid {
 }
 
 fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
-    let [signature, timestamp] = super::find(headers, [&SIGNATURE, &TIMESTAMP]);
-    let raw = super::required(
-        signature,
+    let (raw, ts, timestamp) = super::signature_and_timestamp(
+        headers,
         &SIGNATURE,
-        RejectionKind::MissingSignature,
-        RejectionKind::MalformedSignature,
-    )?
-    .as_bytes();
-    let ts = super::required(
-        timestamp,
         &TIMESTAMP,
-        RejectionKind::MissingTimestamp,
-        RejectionKind::MalformedTimestamp,
-    )?
-    .as_bytes();
-    let timestamp = super::timestamp(ts, "X-Twilio-Email-Event-Webhook-Timestamp")?;
+        "X-Twilio-Email-Event-Webhook-Timestamp",
+    )?;
     let der = der_signature(raw).ok_or_else(|| {
         super::bad_signature(
             "X-Twilio-Email-Event-Webhook-Signature is not the base64 of a DER ECDSA P-256 signature",
@@ -240,6 +230,7 @@ fn der_integer(der: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::RejectionKind;
     use http::HeaderValue;
 
     const NODE_SIG: &str =

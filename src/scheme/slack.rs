@@ -19,7 +19,7 @@
 use http::{HeaderMap, HeaderName};
 
 use super::{BodyFields, BodyRef, Field, Parsed, Piece, Pieces};
-use crate::{Rejection, RejectionKind};
+use crate::Rejection;
 
 /// `X-Slack-Signature`.
 pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static("x-slack-signature");
@@ -84,22 +84,8 @@ impl super::Def for Slack {
 /// Reads the headers into `out` (built by [`Parsed::empty`](super::Parsed::empty)).
 #[inline(always)]
 pub(crate) fn parse_into<'h>(headers: &'h HeaderMap, out: &mut Parsed<'h>) -> Result<(), Rejection> {
-    let [signature, timestamp] = super::find(headers, [&SIGNATURE, &TIMESTAMP]);
-    let raw = super::required(
-        signature,
-        &SIGNATURE,
-        RejectionKind::MissingSignature,
-        RejectionKind::MalformedSignature,
-    )?
-    .as_bytes();
-    let ts = super::required(
-        timestamp,
-        &TIMESTAMP,
-        RejectionKind::MissingTimestamp,
-        RejectionKind::MalformedTimestamp,
-    )?
-    .as_bytes();
-    let timestamp = super::timestamp(ts, "X-Slack-Request-Timestamp")?;
+    let (raw, ts, timestamp) =
+        super::signature_and_timestamp(headers, &SIGNATURE, &TIMESTAMP, "X-Slack-Request-Timestamp")?;
     let hex = raw
         .strip_prefix(b"v0=")
         .ok_or_else(|| super::bad_signature("X-Slack-Signature does not start with v0="))?;
