@@ -358,8 +358,7 @@ struct Shared {
 /// A token bucket refilled from the route's clock in milliseconds.
 struct Bucket {
     per_second: u64,
-    milli_tokens: u64,
-    last_ms: Option<i64>,
+    tokens: crate::log_limit::TokenBucket,
 }
 
 /// A route's keys, as the other routes on the handle see them.
@@ -384,8 +383,7 @@ impl Diagnostics {
                 in_response: AtomicBool::new(false),
                 bucket: Mutex::new(Bucket {
                     per_second,
-                    milli_tokens: per_second.saturating_mul(1000),
-                    last_ms: None,
+                    tokens: crate::log_limit::TokenBucket::full(per_second),
                 }),
                 examined: AtomicU64::new(0),
                 skipped: AtomicU64::new(0),
@@ -402,7 +400,7 @@ impl Diagnostics {
         {
             let mut b = self.shared.bucket.lock().unwrap_or_else(PoisonError::into_inner);
             b.per_second = u64::from(per_second.get());
-            b.milli_tokens = b.per_second.saturating_mul(1000);
+            b.tokens = crate::log_limit::TokenBucket::full(b.per_second);
         }
         self
     }
@@ -440,21 +438,8 @@ impl Diagnostics {
     fn admit(&self, now_ms: i64) -> bool {
         let admitted = {
             let mut b = self.shared.bucket.lock().unwrap_or_else(PoisonError::into_inner);
-            let elapsed = b
-                .last_ms
-                .map_or(0, |last| u64::try_from(now_ms.saturating_sub(last)).unwrap_or(0));
-            b.last_ms = Some(now_ms);
-            let capacity = b.per_second.saturating_mul(1000);
-            b.milli_tokens = b
-                .milli_tokens
-                .saturating_add(elapsed.saturating_mul(b.per_second))
-                .min(capacity);
-            if b.milli_tokens >= 1000 {
-                b.milli_tokens -= 1000;
-                true
-            } else {
-                false
-            }
+            let per_second = b.per_second;
+            b.tokens.take(per_second, now_ms)
         };
         let counter = if admitted {
             &self.shared.examined

@@ -105,12 +105,50 @@ pub(crate) struct LogLimiter {
 }
 
 struct Bucket {
+    tokens: TokenBucket,
+    /// Events dropped since the last one logged.
+    suppressed: u64,
+}
+
+/// A token bucket refilled from a clock in milliseconds, holding at most
+/// one second's worth of tokens (the log limiter's and the diagnostic
+/// hints' cap).
+#[derive(Debug)]
+pub(crate) struct TokenBucket {
     /// Thousandths of a token: refilled by `per_second` per millisecond.
     milli_tokens: u64,
     /// When it was last refilled, in Unix milliseconds.
     last_ms: Option<i64>,
-    /// Events dropped since the last one logged.
-    suppressed: u64,
+}
+
+impl TokenBucket {
+    /// A full bucket of `per_second` tokens.
+    pub(crate) fn full(per_second: u64) -> Self {
+        Self {
+            milli_tokens: per_second.saturating_mul(1000),
+            last_ms: None,
+        }
+    }
+
+    /// Refills for the time since the last call, then takes a token if
+    /// there is one. A clock that went back refills nothing, and refills
+    /// from its new time on.
+    pub(crate) fn take(&mut self, per_second: u64, now_ms: i64) -> bool {
+        let elapsed = self
+            .last_ms
+            .map_or(0, |last| u64::try_from(now_ms.saturating_sub(last)).unwrap_or(0));
+        self.last_ms = Some(now_ms);
+        self.milli_tokens = self
+            .milli_tokens
+            .saturating_add(elapsed.saturating_mul(per_second))
+            .min(per_second.saturating_mul(1000));
+        if self.milli_tokens >= 1000 {
+            self.milli_tokens -= 1000;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl LogLimiter {
@@ -121,8 +159,7 @@ impl LogLimiter {
             per_second,
             buckets: std::array::from_fn(|_| {
                 Mutex::new(Bucket {
-                    milli_tokens: per_second.saturating_mul(1000),
-                    last_ms: None,
+                    tokens: TokenBucket::full(per_second),
                     suppressed: 0,
                 })
             }),
@@ -139,19 +176,7 @@ impl LogLimiter {
         };
         let now = now_ms();
         let mut b = bucket.lock().unwrap_or_else(PoisonError::into_inner);
-        // A clock that went back refills nothing, and refills from its new
-        // time on.
-        let elapsed = b
-            .last_ms
-            .map_or(0, |last| u64::try_from(now.saturating_sub(last)).unwrap_or(0));
-        b.last_ms = Some(now);
-        let capacity = self.per_second.saturating_mul(1000);
-        b.milli_tokens = b
-            .milli_tokens
-            .saturating_add(elapsed.saturating_mul(self.per_second))
-            .min(capacity);
-        if b.milli_tokens >= 1000 {
-            b.milli_tokens -= 1000;
+        if b.tokens.take(self.per_second, now) {
             Some(std::mem::take(&mut b.suppressed))
         } else {
             b.suppressed = b.suppressed.saturating_add(1);
