@@ -94,10 +94,11 @@ impl VerifiedWebhook {
         secret_label: Option<Arc<str>>,
         body: Bytes,
     ) -> Self {
-        // Only Slack sends form bodies; for every other scheme the body is
+        // Only the schemes whose senders post forms (Slack, Twilio,
+        // Mailgun) read form bodies; for every other scheme the body is
         // JSON whatever the Content-Type claims, so a client cannot skip
         // schema validation by calling its body a form.
-        let form = *scheme.provider() == Provider::Slack
+        let form = scheme.accepts_forms()
             && headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())

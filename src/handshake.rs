@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | Slack | a verified `POST` whose JSON `type` is `url_verification` | 200 `{"challenge": …}` (automatic on [`Scheme::slack`](crate::Scheme::slack) routes) |
 //! | Meta | `GET ?hub.mode=subscribe&hub.verify_token=T&hub.challenge=C` | 200 `C` (`text/plain`) when `T` equals the verify token, compared in constant time; 403 `handshake_rejected` otherwise; 400 `missing_challenge` without a challenge |
+//! | Dropbox | `GET ?challenge=C` (unauthenticated) | 200 `C` as `text/plain` with `X-Content-Type-Options: nosniff`; 400 `missing_challenge` when `challenge` is missing, empty, longer than 512 bytes or not made of URL-safe characters. Opt in with [`Handshake::dropbox_challenge`]: anyone can make the route echo a token |
 //! | X | `GET ?crc_token=C` | 200 `{"response_token":"sha256=<base64 HMAC-SHA256(consumer secret, C)>"}` under the route's first secret; 400 `missing_challenge` when `crc_token` is missing, empty or not a plain token |
 //!
 //! ```
@@ -50,6 +51,7 @@ pub struct Handshake {
 enum Kind {
     Meta(Secret),
     XCrc,
+    Dropbox,
 }
 
 impl Handshake {
@@ -67,12 +69,20 @@ impl Handshake {
         Self { kind: Kind::XCrc }
     }
 
+    /// Dropbox's endpoint check: `GET ?challenge=C` is answered with `C`
+    /// (`text/plain`, `nosniff`). It is unauthenticated, as Dropbox sends
+    /// it, so only tokens of URL-safe characters (at most 512) are echoed:
+    /// the answer can carry no markup.
+    pub fn dropbox_challenge() -> Self {
+        Self { kind: Kind::Dropbox }
+    }
+
     /// The verify token, if this is Meta's handshake (checked when the
     /// verifier is built).
     pub(crate) fn token(&self) -> Option<&Secret> {
         match &self.kind {
             Kind::Meta(token) => Some(token),
-            Kind::XCrc => None,
+            Kind::XCrc | Kind::Dropbox => None,
         }
     }
 
@@ -90,6 +100,7 @@ impl Handshake {
         Some(match &self.kind {
             Kind::Meta(token) => meta(token, query),
             Kind::XCrc => x_crc(query, sign),
+            Kind::Dropbox => dropbox(query),
         })
     }
 }
@@ -107,6 +118,36 @@ fn param(query: &[u8], name: &str) -> Result<Option<String>, ()> {
         }
     }
     Ok(found)
+}
+
+fn dropbox(query: &[u8]) -> Result<Response, Rejection> {
+    let missing = || {
+        Rejection::new(
+            RejectionKind::MissingChallenge,
+            "the challenge parameter is missing, empty, too long or not URL-safe characters",
+        )
+    };
+    let challenge = param(query, "challenge")
+        .map_err(|()| missing())?
+        .unwrap_or_default();
+    let safe = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
+    if challenge.is_empty() || challenge.len() > MAX_CRC_TOKEN || !challenge.bytes().all(safe) {
+        return Err(missing());
+    }
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        challenge,
+    )
+        .into_response())
 }
 
 fn meta(token: &Secret, query: &[u8]) -> Result<Response, Rejection> {
@@ -185,6 +226,7 @@ impl fmt::Debug for Handshake {
         match &self.kind {
             Kind::Meta(_) => f.write_str("Handshake::Meta { verify_token: <redacted> }"),
             Kind::XCrc => f.write_str("Handshake::XCrc"),
+            Kind::Dropbox => f.write_str("Handshake::Dropbox"),
         }
     }
 }
@@ -230,6 +272,35 @@ mod tests {
             Some(RejectionKind::MissingChallenge)
         );
         assert!(h.answer(&Method::POST, None, |_| Some([0; 32])).is_none());
+    }
+
+    #[test]
+    fn dropbox_echoes_only_url_safe_challenges() {
+        let h = Handshake::dropbox_challenge();
+        let answer = h.answer(&Method::GET, Some("challenge=Ab9-_.~z"), |_| None);
+        let Some(Ok(r)) = answer else {
+            panic!("the challenge was not answered")
+        };
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers().get(header::X_CONTENT_TYPE_OPTIONS),
+            Some(&HeaderValue::from_static("nosniff"))
+        );
+        assert!(r.headers()[header::CONTENT_TYPE]
+            .as_bytes()
+            .starts_with(b"text/plain"));
+        for bad in [
+            "",
+            "challenge=",
+            "challenge=%3Cscript%3E",
+            "challenge=a%20b",
+            "challenge=a&challenge=b",
+        ] {
+            assert_eq!(run(&h, bad).err(), Some(RejectionKind::MissingChallenge), "{bad}");
+        }
+        let long = format!("challenge={}", "a".repeat(MAX_CRC_TOKEN + 1));
+        assert_eq!(run(&h, &long).err(), Some(RejectionKind::MissingChallenge));
+        assert!(h.answer(&Method::POST, None, |_| None).is_none());
     }
 
     #[test]

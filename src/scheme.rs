@@ -35,15 +35,17 @@ mod algorithm;
 mod custom;
 mod discord;
 mod github;
+mod kv;
 #[cfg(feature = "paypal")]
 pub mod paypal;
+pub(crate) mod providers;
 mod sendgrid;
 mod shopify;
 mod slack;
 mod standard;
 mod stripe;
 
-pub(crate) use algorithm::{Algorithm, Algorithms, Key, LabeledKey, Signatures, MAC_LEN};
+pub(crate) use algorithm::{Algorithm, Algorithms, Key, LabeledKey, ProviderKey, Signatures, MAC_LEN};
 pub use custom::{CustomScheme, CustomSchemeBuilder, SignatureEncoding, SignedPiece};
 
 /// Most candidate signatures one header may list; more is malformed.
@@ -78,6 +80,10 @@ pub enum Provider {
     Discord,
     /// SendGrid (the signed Event Webhook).
     SendGrid,
+    /// Any other built-in provider (`razorpay`, `paddle`, …): holds its
+    /// name, the same as its [`Scheme`] constructor's and its demo route's.
+    /// See [`Scheme::named`].
+    Named(&'static str),
     /// A provider described with [`CustomScheme`]; holds its name.
     Custom(Arc<str>),
 }
@@ -106,6 +112,7 @@ impl Provider {
             Self::PayPal => "paypal",
             Self::Discord => "discord",
             Self::SendGrid => "sendgrid",
+            Self::Named(name) => name,
             Self::Custom(_) => return None,
         })
     }
@@ -169,6 +176,13 @@ pub(crate) trait Def: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// Whether the scheme's senders post `application/x-www-form-urlencoded`
+    /// bodies too (Slack, Twilio, Mailgun); for every other scheme a body
+    /// is JSON whatever its unsigned `Content-Type` says.
+    fn accepts_forms(&self) -> bool {
+        false
+    }
+
     /// Reads the scheme's headers. Never panics; allocates nothing for
     /// HMAC-SHA256 schemes.
     fn parse<'h>(&'h self, headers: &'h HeaderMap) -> Result<Parsed<'h>, Rejection>;
@@ -189,9 +203,15 @@ pub(crate) trait Def: fmt::Debug + Send + Sync + 'static {
 
     /// After verification: an answer the scheme gives itself instead of
     /// the handler (a handshake sent as a signed delivery, such as Slack's
-    /// `url_verification`). `None` by default.
-    fn answer_verified(&self, hook: &crate::VerifiedWebhook) -> Option<axum::response::Response> {
-        let _ = hook;
+    /// `url_verification`). `sign` is an HMAC-SHA256 under the secret that
+    /// verified the delivery (Zoom's answer carries one). `None` by
+    /// default.
+    fn answer_verified(
+        &self,
+        hook: &crate::VerifiedWebhook,
+        sign: &Sign<'_>,
+    ) -> Option<axum::response::Response> {
+        let _ = (hook, sign);
         None
     }
 
@@ -200,6 +220,10 @@ pub(crate) trait Def: fmt::Debug + Send + Sync + 'static {
     #[cfg(any(test, feature = "test-util"))]
     fn sign(&self, key: &Key, input: &SignInput<'_>, out: &mut HeaderMap);
 }
+
+/// An HMAC-SHA256 under a route's secret, for a handshake's answer
+/// (`None` if that secret is not an HMAC-SHA256 key).
+pub(crate) type Sign<'a> = dyn Fn(&[u8]) -> Option<[u8; 32]> + 'a;
 
 /// A key being looked up for one request.
 pub(crate) type KeyFuture<'a> =
@@ -375,10 +399,55 @@ impl Scheme {
         Self::of(sendgrid::SendGrid, Provider::SendGrid)
     }
 
+    /// The built-in scheme called `name` (its [`Provider::name`]), for
+    /// the schemes that need no configuration beyond secrets: `stripe`,
+    /// `github`, `standard`, `slack`, `shopify`, `meta`, `x`, `discord`,
+    /// `sendgrid` and every name in [`Scheme::named_providers`] but those
+    /// that sign a URL (see [`Scheme::named_with_url`]).
+    pub fn named(name: &str) -> Option<Self> {
+        Some(match name {
+            "stripe" => Self::stripe(),
+            "github" => Self::github(),
+            "standard" => Self::standard_webhooks(),
+            "slack" => Self::slack(),
+            "shopify" => Self::shopify(),
+            "meta" => Self::meta(),
+            "x" => Self::x(),
+            "discord" => Self::discord(),
+            "sendgrid" => Self::sendgrid(),
+            other => match providers::find(other)?.1 {
+                providers::Make::Plain(make) => make(),
+                providers::Make::Url(_) => return None,
+            },
+        })
+    }
+
+    /// [`Scheme::named`], also for the providers that sign the URL they
+    /// call (`square`), with `url` that URL (from your configuration: the
+    /// public base URL and the route's path). `None` for an unknown name.
+    pub fn named_with_url(name: &str, url: &str) -> Option<Result<Self, ConfigError>> {
+        match providers::find(name) {
+            Some((_, providers::Make::Url(make))) => Some(make(url)),
+            _ => Self::named(name).map(Ok),
+        }
+    }
+
+    /// The names of the built-in providers reported as
+    /// [`Provider::Named`], in alphabetical order.
+    pub fn named_providers() -> impl Iterator<Item = &'static str> {
+        providers::NAMED.iter().map(|(name, _)| *name)
+    }
+
     /// A scheme described piece by piece; see [`CustomScheme`].
     pub fn custom(scheme: CustomScheme) -> Self {
         let provider = Provider::Custom(scheme.name().into());
         Self::of(scheme, provider)
+    }
+
+    /// Whether the scheme's senders post form bodies too (see
+    /// [`Def::accepts_forms`]).
+    pub(crate) fn accepts_forms(&self) -> bool {
+        self.hot == Hot::Slack || self.def.accepts_forms()
     }
 
     /// Who signs with this scheme.
@@ -455,8 +524,12 @@ impl Scheme {
     }
 
     /// The scheme's own answer to a verified delivery, if it has one.
-    pub(crate) fn answer_verified(&self, hook: &crate::VerifiedWebhook) -> Option<axum::response::Response> {
-        self.def.answer_verified(hook)
+    pub(crate) fn answer_verified(
+        &self,
+        hook: &crate::VerifiedWebhook,
+        sign: &Sign<'_>,
+    ) -> Option<axum::response::Response> {
+        self.def.answer_verified(hook, sign)
     }
 
     /// Whether [`VerifiedWebhook::delivery_id`](crate::VerifiedWebhook::delivery_id)
@@ -562,6 +635,58 @@ fn first_key_ending(raw: &[u8], suffix: &str) -> Option<String> {
     de.deserialize_map(Keys(suffix)).ok().flatten()
 }
 
+/// A string member of a JSON object body, down a path of object keys
+/// (`["event", "id"]`).
+pub(crate) fn json_path(body: BodyRef<'_>, path: &[&str]) -> Option<String> {
+    let BodyRef::Json(mut value, _) = body else {
+        return None;
+    };
+    for key in path {
+        value = value.get(key)?;
+    }
+    value.as_str().map(str::to_owned)
+}
+
+/// The pairs of an `application/x-www-form-urlencoded` body, decoded
+/// strictly: `+` is a space, `%XX` a byte, and every name and value must
+/// then be UTF-8, else `None`. (Lossy decoding would map different bodies
+/// to the same text, which a scheme that signs the decoded text must not
+/// allow.)
+pub(crate) fn strict_form(body: &[u8]) -> Option<Vec<(String, String)>> {
+    fn decode(raw: &[u8]) -> Option<String> {
+        let mut out = Vec::with_capacity(raw.len());
+        let mut i = 0;
+        while let Some(&b) = raw.get(i) {
+            match b {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = raw.get(i + 1..i + 3)?;
+                    let mut byte = [0u8; 1];
+                    hex::decode_to_slice(hex, &mut byte).ok()?;
+                    out.push(byte[0]);
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).ok()
+    }
+    if body.is_empty() {
+        return Some(Vec::new());
+    }
+    body.split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+                None => (pair, &b""[..]),
+            };
+            Some((decode(name)?, decode(value)?))
+        })
+        .collect()
+}
+
 /// A top-level string member of a JSON object body.
 pub(crate) fn json_str(body: BodyRef<'_>, key: &str) -> Option<String> {
     match body {
@@ -589,6 +714,7 @@ pub(crate) struct Pieces<'a> {
     len: usize,
     /// Each [`Piece::Body`] stands for the body's CRC-32 (IEEE) in
     /// unsigned decimal (PayPal).
+    #[cfg_attr(not(feature = "paypal"), allow(dead_code))]
     body_crc32: bool,
 }
 
@@ -614,6 +740,7 @@ impl<'a> Pieces<'a> {
     }
 
     /// Whether the body stands for its CRC-32 (see [`Self::with_body_crc32`]).
+    #[cfg_attr(not(feature = "paypal"), allow(dead_code))]
     pub(crate) fn body_crc32(&self) -> bool {
         self.body_crc32
     }

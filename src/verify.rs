@@ -472,7 +472,13 @@ impl Verifier {
     /// After verification: a handshake the scheme answers itself (Slack's
     /// `url_verification`, ...), never handed to the handler.
     pub(crate) fn url_verification(&self, hook: &VerifiedWebhook) -> Option<Response> {
-        self.inner.scheme.answer_verified(hook)
+        let key = self.inner.keys.get(hook.secret_index());
+        let sign = |bytes: &[u8]| -> Option<[u8; 32]> {
+            let mut mac = key?.key().hmac_sha256_state()?;
+            mac.update(bytes);
+            Some(mac.finalize().into_bytes().into())
+        };
+        self.inner.scheme.answer_verified(hook, &sign)
     }
 
     /// After verification, before the dedupe claim: the one JSON parse and

@@ -2603,3 +2603,186 @@ async fn random_garbage_in_every_header_never_5xx() {
         );
     }
 }
+
+/// The providers whose signature is in the body, not in a header (their
+/// vectors cover it; Mailgun's token replay has its own test below).
+const BODY_SIGNED: [&str; 2] = ["adyen", "mailgun"];
+
+/// The same hostile headers against every provider of
+/// `Scheme::named_providers`, read off the scheme itself (the header the
+/// test signer writes that changes with the secret is the signature
+/// header): absent, sent twice, truncated, over-long, emptied, under
+/// another secret, over a tampered body. Adding a provider adds it here.
+#[tokio::test]
+async fn hostile_signature_headers_for_every_named_provider() {
+    // Valid for every scheme: Standard Webhooks senders decode the part
+    // after `whsec_`; the others use the text as is.
+    const SECRET_A: &str = "whsec_aG9zdGlsZS1zZWNyZXQtYQ==";
+    const SECRET_B: &str = "whsec_aG9zdGlsZS1zZWNyZXQtYg==";
+    let body = br#"{"id":"evt_hostile","type":"hostile.test","event":"hostile.test"}"#;
+    for name in Scheme::named_providers() {
+        if BODY_SIGNED.contains(&name) {
+            continue;
+        }
+        let scheme = Scheme::named_with_url(name, &format!("https://hooks.example.com/webhooks/{name}"))
+            .unwrap()
+            .unwrap();
+        let sign = |secret: &str| {
+            TestSigner::new(&scheme, secret)
+                .unwrap()
+                .timestamp(NOW)
+                .id(ID)
+                .headers(body)
+        };
+        let good = sign(SECRET_A);
+        let other = sign(SECRET_B);
+        let signature = good
+            .keys()
+            .find(|k| good.get(*k) != other.get(*k))
+            .unwrap_or_else(|| panic!("{name}: no header changes with the secret"))
+            .clone();
+        let value = good[&signature].to_str().unwrap().to_owned();
+        // A shared token (GitLab's) is the secret itself: a changed token
+        // is just another token, and nothing signs the body.
+        let token = value == SECRET_A;
+        let changed = if token {
+            "signature_mismatch"
+        } else {
+            "malformed_signature"
+        };
+        let verifier = Verifier::builder(scheme.clone())
+            .secret(SECRET_A)
+            .clock(FixedClock::new(NOW))
+            .build()
+            .unwrap();
+        let with = |f: &dyn Fn(&mut HeaderMap)| {
+            let mut h = good.clone();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            f(&mut h);
+            h
+        };
+        let mut cases: Vec<(&str, HeaderMap, &[u8], &str)> = vec![
+            (
+                "absent",
+                with(&|h| drop(h.remove(&signature))),
+                body,
+                "missing_signature",
+            ),
+            (
+                "sent twice",
+                with(&|h| {
+                    h.append(signature.clone(), HeaderValue::from_str(&value).unwrap());
+                }),
+                body,
+                "malformed_signature",
+            ),
+            (
+                "truncated",
+                with(&|h| {
+                    drop(h.insert(
+                        signature.clone(),
+                        HeaderValue::from_str(&value[..value.len() - 1]).unwrap(),
+                    ))
+                }),
+                body,
+                changed,
+            ),
+            (
+                "over-long",
+                with(&|h| {
+                    drop(h.insert(
+                        signature.clone(),
+                        HeaderValue::from_str(&format!("{value}a")).unwrap(),
+                    ))
+                }),
+                body,
+                changed,
+            ),
+            (
+                "emptied",
+                with(&|h| drop(h.insert(signature.clone(), HeaderValue::from_static("")))),
+                body,
+                "malformed_signature",
+            ),
+            (
+                "under another secret",
+                {
+                    let mut h = other.clone();
+                    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    h
+                },
+                body,
+                "signature_mismatch",
+            ),
+        ];
+        let tampered: &[u8] = br#"{"id":"evt_hostile","type":"hostile.test","event":"hostile.tesT"}"#;
+        if !token {
+            cases.push(("tampered body", with(&|_| {}), tampered, "signature_mismatch"));
+        }
+        let (router, calls) = support::app(&verifier);
+        let ok = support::send(
+            router.clone(),
+            support::post_request(with(&|_| {}), support::body(&body[..])),
+        )
+        .await;
+        assert_eq!(ok.status(), StatusCode::OK, "{name}: the signed request");
+        for (what, headers, sent, reason) in cases {
+            let response = support::send(
+                router.clone(),
+                support::post_request(headers, support::body(sent.to_vec())),
+            )
+            .await;
+            let what = format!("{name}: {what}");
+            problem(&what, response, 401, reason, Some(name)).await;
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "{name}: only the signed request ran"
+        );
+    }
+}
+
+/// Mailgun signs only the timestamp and token, not the event data: a
+/// captured signature replayed with other event data verifies, so the
+/// token is the dedupe key, and the replay is a duplicate, not a second
+/// run.
+#[tokio::test]
+async fn mailgun_token_replayed_with_other_event_data_is_a_duplicate() {
+    let key = "mailgun-hostile-signing-key";
+    let (ts, token) = ("1700000000", "5f6b0c8d7e2a41b9a3c4d5e6f708192a3b4c5d6e7f8091a2b3");
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(format!("{ts}{token}").as_bytes());
+    let signature = hex::encode(mac.finalize().into_bytes());
+    let body = |event: &str| {
+        json!({
+            "signature": { "timestamp": ts, "token": token, "signature": signature },
+            "event-data": { "event": event, "id": "evt-hostile" }
+        })
+        .to_string()
+    };
+    let store = MemoryStore::new();
+    let verifier = Verifier::builder(Scheme::mailgun())
+        .secret(key)
+        .clock(FixedClock::new(NOW))
+        .dedupe(Dedupe::builder(store, "mailgun").build().unwrap())
+        .build()
+        .unwrap();
+    let (router, calls) = support::app(&verifier);
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let first = support::send(
+        router.clone(),
+        support::post_request(headers.clone(), support::body(body("delivered"))),
+    )
+    .await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let replay = support::send(
+        router.clone(),
+        support::post_request(headers, support::body(body("failed"))),
+    )
+    .await;
+    let doc = json_of("mailgun replay", replay).await;
+    assert_eq!(doc["status"], "duplicate", "{doc}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the replay did not run");
+}

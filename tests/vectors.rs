@@ -72,7 +72,22 @@ fn scheme(provider: &str) -> Scheme {
         "x" => Scheme::x(),
         "discord" => Scheme::discord(),
         "sendgrid" => Scheme::sendgrid(),
-        other => panic!("no scheme for provider {other:?}"),
+        "gitlab_signing" => Scheme::gitlab_signing(),
+        "zendesk_allowing_test_secret" => Scheme::zendesk_allowing_test_secret(),
+        other => Scheme::named(other).unwrap_or_else(|| panic!("no scheme for provider {other:?}")),
+    }
+}
+
+/// The scheme a vector is checked with: the vector's `scheme`, else the
+/// file's, else the provider's; built for its `notification_url` when it
+/// has one (schemes that sign the URL).
+fn scheme_of(doc_scheme: Option<&str>, provider: &str, v: &Value, name: &str) -> Scheme {
+    let which = v["scheme"].as_str().or(doc_scheme).unwrap_or(provider);
+    match v["notification_url"].as_str() {
+        Some(url) => Scheme::named_with_url(which, url)
+            .unwrap_or_else(|| panic!("vector {name}: no scheme {which:?}"))
+            .unwrap_or_else(|e| panic!("vector {name}: {e}")),
+        None => scheme(which),
     }
 }
 
@@ -95,6 +110,9 @@ fn str_field<'a>(v: &'a Value, field: &str, name: &str) -> &'a str {
 /// Replays every vector of `tests/vectors/<file>.json`.
 async fn run(file: &str) {
     let (provider, vectors) = load(file);
+    let path = format!("{}/tests/vectors/{file}.json", env!("CARGO_MANIFEST_DIR"));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let doc_scheme = doc["scheme"].as_str();
     let mut ok = 0;
     let mut rejected = 0;
     for v in &vectors {
@@ -121,11 +139,16 @@ async fn run(file: &str) {
             );
         }
 
-        let verifier = Verifier::builder(scheme(&provider))
+        let built = Verifier::builder(scheme_of(doc_scheme, &provider, v, &name))
             .secret(secret)
             .clock(FixedClock::new(now))
-            .build()
-            .unwrap_or_else(|e| panic!("vector {name}: {e}"));
+            .build();
+        if expect == "config_error" {
+            assert!(built.is_err(), "vector {name}: the verifier was built");
+            rejected += 1;
+            continue;
+        }
+        let verifier = built.unwrap_or_else(|e| panic!("vector {name}: {e}"));
         let (router, calls) = app(&verifier);
         let response = send(router, post_request(headers, support::body(body.clone()))).await;
 
@@ -185,6 +208,22 @@ async fn run(file: &str) {
     // Each file holds its valid vector and some negative ones.
     assert!(ok >= 1, "{file}: no valid vector");
     assert!(rejected >= 3, "{file}: fewer than three negative vectors");
+}
+
+/// Every provider of `Scheme::named_providers` has its vectors file, and
+/// every vector in it passes.
+#[tokio::test]
+async fn named_provider_vectors() {
+    let mut n = 0;
+    for name in Scheme::named_providers() {
+        let (provider, _) = load(name);
+        assert_eq!(provider, name, "tests/vectors/{name}.json names another provider");
+        run(name).await;
+        n += 1;
+    }
+    assert!(n >= 13, "only {n} named providers");
+    // A second mode of a named provider, in a file of its own.
+    run("gitlab_signing").await;
 }
 
 #[tokio::test]

@@ -39,11 +39,13 @@ pub mod schemes {
     }
 
     /// The scheme a fuzz input's first byte picks: stripe, github,
-    /// standard, slack, shopify, custom, discord, sendgrid, paypal (modulo
-    /// nine; the first six keep the indexes the committed seeds were
-    /// written with).
+    /// standard, slack, shopify, custom, discord, sendgrid, paypal, then
+    /// every provider of `Scheme::named_providers` in order (modulo their
+    /// number; the first six keep the indexes the committed seeds were
+    /// written with). A new named provider is fuzzed without a change here.
     pub fn pick(byte: u8) -> &'static Scheme {
-        match byte % 9 {
+        let named = named();
+        match usize::from(byte) % (9 + named.len()) {
             0 => stripe(),
             1 => github(),
             2 => standard_webhooks(),
@@ -52,8 +54,21 @@ pub mod schemes {
             5 => custom(),
             6 => discord(),
             7 => sendgrid(),
-            _ => paypal(),
+            8 => paypal(),
+            n => &named[n - 9],
         }
+    }
+
+    /// The named providers' schemes, built once.
+    fn named() -> &'static [Scheme] {
+        static S: LazyLock<Vec<Scheme>> = LazyLock::new(|| {
+            Scheme::named_providers()
+                .filter_map(|name| {
+                    Scheme::named_with_url(name, "https://hooks.example.com/webhooks/fuzz")?.ok()
+                })
+                .collect()
+        });
+        &S
     }
 
     scheme!(stripe, Scheme::stripe());

@@ -507,7 +507,10 @@ fn provider_from(name: &str, custom: bool) -> Provider {
         "x" => Provider::X,
         "discord" => Provider::Discord,
         "sendgrid" => Provider::SendGrid,
-        other => Provider::Custom(std::sync::Arc::from(other)),
+        other => match crate::scheme::providers::find(other) {
+            Some((name, _)) => Provider::Named(name),
+            None => Provider::Custom(std::sync::Arc::from(other)),
+        },
     }
 }
 

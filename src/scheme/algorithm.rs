@@ -24,6 +24,13 @@ use crate::{ConfigError, Rejection, RejectionKind};
 /// HMAC-SHA256.
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
+/// HMAC-SHA1, for the providers that still sign with it (Twilio,
+/// Intercom, Vercel): pinned by the scheme, never chosen by a request.
+pub(crate) type HmacSha1 = Hmac<sha1::Sha1>;
+
+/// Length of an HMAC-SHA1 tag.
+pub(crate) const SHA1_MAC_LEN: usize = 20;
+
 /// Length of an HMAC-SHA256 tag.
 pub(crate) const MAC_LEN: usize = 32;
 
@@ -44,6 +51,30 @@ pub(crate) enum Algorithm {
     /// ECDSA over P-256 with SHA-256, a DER-encoded signature (feature
     /// `ecdsa` to verify).
     EcdsaP256Sha256,
+    /// HMAC with SHA-1 and a 20-byte tag (the provider's design, pinned
+    /// per scheme).
+    HmacSha1,
+    /// A shared token sent as is (GitLab's `X-Gitlab-Token`): equality in
+    /// constant time, no signature.
+    Token,
+    /// A provider's own construction, checked by its [`ProviderKey`]
+    /// (signatures in the body, or over bytes rebuilt from it).
+    Provider,
+}
+
+/// The key of a provider whose signed bytes are rebuilt from the body
+/// (Twilio's sorted form parameters, Mailgun's and Adyen's signatures in
+/// the body): the provider's file says how.
+pub(crate) trait ProviderKey: Send + Sync + 'static {
+    /// The algorithm of the candidates it checks.
+    fn algorithm(&self) -> Algorithm;
+
+    /// Whether one of `candidates` (or the body itself) signs the request.
+    fn verify(&self, content: &Pieces<'_>, body: &[u8], candidates: &Signatures) -> bool;
+
+    /// Signs `pieces`, for test signers.
+    #[cfg(any(test, feature = "test-util"))]
+    fn sign(&self, pieces: &[&[u8]]) -> Vec<u8>;
 }
 
 impl Algorithm {
@@ -53,6 +84,9 @@ impl Algorithm {
             Self::Ed25519 => 2,
             Self::RsaPkcs1Sha256 => 4,
             Self::EcdsaP256Sha256 => 8,
+            Self::HmacSha1 => 16,
+            Self::Token => 32,
+            Self::Provider => 64,
         }
     }
 }
@@ -81,6 +115,17 @@ pub(crate) enum Key {
     /// not zeroized on drop (the `hmac` 0.12 / `sha2` 0.10 states offer no
     /// way to do so without `unsafe`).
     HmacSha256(HmacSha256),
+    /// An HMAC-SHA1 state keyed once (as for HMAC-SHA256).
+    HmacSha1(HmacSha1),
+    /// A shared token: the SHA-256 of its bytes, compared in constant time
+    /// with the SHA-256 of what the request sends (equal lengths, so the
+    /// comparison does not reveal the token's length).
+    Token([u8; 32]),
+    /// A shared token in the clear, for test signers only.
+    #[cfg(any(test, feature = "test-util"))]
+    TokenSigning(Arc<[u8]>),
+    /// A provider's own construction.
+    Provider(Arc<dyn ProviderKey>),
     /// An Ed25519 public key from the route's trust list.
     #[cfg(feature = "ed25519")]
     Ed25519(ring::signature::UnparsedPublicKey<[u8; 32]>),
@@ -117,10 +162,37 @@ impl Key {
             })
     }
 
+    /// An HMAC-SHA1 key.
+    pub(crate) fn hmac_sha1(index: usize, key: &[u8]) -> Result<Self, ConfigError> {
+        HmacSha1::new_from_slice(key)
+            .map(Self::HmacSha1)
+            .map_err(|_| ConfigError::InvalidSecretEncoding {
+                index,
+                reason: "the HMAC implementation refused the key",
+            })
+    }
+
+    /// A shared token in the clear, for test signers.
+    #[cfg(any(test, feature = "test-util"))]
+    pub(crate) fn token_signing(token: &[u8]) -> Self {
+        Self::TokenSigning(Arc::from(token))
+    }
+
+    /// A shared token, compared as is.
+    pub(crate) fn token(token: &[u8]) -> Self {
+        use sha2::Digest as _;
+        Self::Token(Sha256::digest(token).into())
+    }
+
     /// The algorithm this key verifies.
     pub(crate) fn algorithm(&self) -> Algorithm {
         match self {
             Self::HmacSha256(_) => Algorithm::HmacSha256,
+            Self::HmacSha1(_) => Algorithm::HmacSha1,
+            Self::Token(_) => Algorithm::Token,
+            #[cfg(any(test, feature = "test-util"))]
+            Self::TokenSigning(_) => Algorithm::Token,
+            Self::Provider(key) => key.algorithm(),
             #[cfg(feature = "ed25519")]
             Self::Ed25519(_) => Algorithm::Ed25519,
             #[cfg(all(feature = "ed25519", any(test, feature = "test-util")))]
@@ -234,7 +306,6 @@ impl Key {
     pub(crate) fn hmac_sha256_state(&self) -> Option<HmacSha256> {
         match self {
             Self::HmacSha256(mac) => Some(mac.clone()),
-            #[cfg(any(feature = "ed25519", feature = "paypal", feature = "ecdsa"))]
             _ => None,
         }
     }
@@ -246,8 +317,45 @@ impl Key {
     pub(crate) fn verify(&self, content: &Pieces<'_>, body: &[u8], candidates: &Signatures) -> bool {
         match self {
             Self::HmacSha256(state) => hmac_verify(state, content, body, candidates),
+            other => other.verify_other(content, body, candidates),
+        }
+    }
+
+    /// Every key but HMAC-SHA256: out of the hot path.
+    #[inline(never)]
+    fn verify_other(&self, content: &Pieces<'_>, body: &[u8], candidates: &Signatures) -> bool {
+        match self {
+            Self::HmacSha1(state) => {
+                let mut mac = state.clone();
+                for piece in content.iter() {
+                    match piece {
+                        Piece::Bytes(bytes) => mac.update(bytes),
+                        Piece::Body => mac.update(body),
+                    }
+                }
+                let tag = mac.finalize().into_bytes();
+                let mut hit = subtle::Choice::from(0);
+                for candidate in candidates.of(Algorithm::HmacSha1) {
+                    hit |= tag.as_slice().ct_eq(candidate);
+                }
+                bool::from(hit)
+            }
+            Self::Token(digest) => {
+                use sha2::Digest as _;
+                let mut hit = subtle::Choice::from(0);
+                for candidate in candidates.of(Algorithm::Token) {
+                    let sent: [u8; 32] = Sha256::digest(candidate).into();
+                    hit |= sent.ct_eq(digest);
+                }
+                bool::from(hit)
+            }
+            #[cfg(any(test, feature = "test-util"))]
+            Self::TokenSigning(_) => false,
+            Self::Provider(key) => key.verify(content, body, candidates),
             #[cfg(any(feature = "ed25519", feature = "paypal", feature = "ecdsa"))]
             other => other.verify_asymmetric(content, body, candidates),
+            #[cfg(not(any(feature = "ed25519", feature = "paypal", feature = "ecdsa")))]
+            Self::HmacSha256(state) => hmac_verify(state, content, body, candidates),
         }
     }
 
@@ -257,6 +365,11 @@ impl Key {
     fn verify_asymmetric(&self, content: &Pieces<'_>, body: &[u8], candidates: &Signatures) -> bool {
         match self {
             Self::HmacSha256(state) => hmac_verify(state, content, body, candidates),
+            Self::HmacSha1(_) | Self::Token(_) | Self::Provider(_) => {
+                self.verify_other(content, body, candidates)
+            }
+            #[cfg(any(test, feature = "test-util"))]
+            Self::TokenSigning(_) => false,
             #[cfg(feature = "ed25519")]
             Self::Ed25519(public) => {
                 let mut found = false;
@@ -312,6 +425,17 @@ impl Key {
                 }
                 mac.finalize().into_bytes().to_vec()
             }
+            Self::HmacSha1(state) => {
+                let mut mac = state.clone();
+                for p in pieces {
+                    mac.update(p);
+                }
+                mac.finalize().into_bytes().to_vec()
+            }
+            // A token signs nothing: the test signer sends the token.
+            Self::Token(_) => Vec::new(),
+            Self::TokenSigning(token) => token.to_vec(),
+            Self::Provider(key) => key.sign(pieces),
             #[cfg(feature = "ed25519")]
             Self::Ed25519(_) => Vec::new(),
             #[cfg(feature = "ed25519")]
@@ -433,10 +557,6 @@ impl Signatures {
     }
 
     /// The candidates for `algorithm`, other than HMAC-SHA256 tags.
-    #[cfg_attr(
-        not(any(feature = "ed25519", feature = "paypal", feature = "ecdsa")),
-        allow(dead_code)
-    )]
     pub(crate) fn of(&self, algorithm: Algorithm) -> impl Iterator<Item = &[u8]> {
         self.others
             .iter()

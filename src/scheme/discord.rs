@@ -131,7 +131,12 @@ impl super::Def for Discord {
     }
 
     /// A `PING` is answered with a `PONG`: `{"type":1}`.
-    fn answer_verified(&self, hook: &crate::VerifiedWebhook) -> Option<axum::response::Response> {
+    fn answer_verified(
+        &self,
+        hook: &crate::VerifiedWebhook,
+        sign: &super::Sign<'_>,
+    ) -> Option<axum::response::Response> {
+        let _ = sign;
         use axum::response::IntoResponse as _;
         let value = hook.json_value().ok()?;
         if value.get("type").and_then(serde_json::Value::as_u64) != Some(1) {

@@ -43,6 +43,10 @@ impl super::Def for Slack {
         parse(headers)
     }
 
+    fn accepts_forms(&self) -> bool {
+        true
+    }
+
     fn body_fields(&self) -> Option<super::BodyFieldsFn> {
         Some(body_fields)
     }
@@ -53,7 +57,12 @@ impl super::Def for Slack {
 
     /// `url_verification` is answered with its challenge (JSON bodies
     /// only; form bodies are slash commands and interactions).
-    fn answer_verified(&self, hook: &crate::VerifiedWebhook) -> Option<axum::response::Response> {
+    fn answer_verified(
+        &self,
+        hook: &crate::VerifiedWebhook,
+        sign: &super::Sign<'_>,
+    ) -> Option<axum::response::Response> {
+        let _ = sign;
         use axum::response::IntoResponse as _;
         if hook.is_form_encoded() {
             return None;
