@@ -43,10 +43,9 @@ use webhook_guard::test_util::TestSigner;
 use webhook_guard::Scheme;
 
 mod common;
-use common::ROUTES;
 
 const USAGE: &str =
-    "usage: send <stripe|github|standard|slack|shopify|meta|x|discord|sendgrid|paypal> [--type EVENT] [--id ID] [--tamper] [--v1a]";
+    "usage: send <stripe|github|standard|slack|shopify|meta|x|discord|sendgrid|paypal|any other name GET /providers lists> [--type EVENT] [--id ID] [--tamper] [--v1a]";
 
 /// The development `whsk_` key for `--v1a` (public: never for real
 /// traffic).
@@ -130,13 +129,35 @@ fn sample(provider: &str, event_type: Option<&str>, id: &str, now: i64) -> (Vec<
             "for_user_id": "2244994945",
             event_type.unwrap_or("tweet_create_events"): [{ "id_str": id, "text": "hello from the demo" }]
         }),
-        _ => {
+        "coinbase" => json!({
+            "id": 1, "scheduled_for": "2026-11-23T10:00:00Z",
+            "event": { "id": id, "type": event_type.unwrap_or("charge:confirmed"), "data": { "code": "DEMO" } }
+        }),
+        "shopify" => {
             json!({ "id": 820982911946154508_u64, "email": "jon@example.com", "total_price": "10.00", "currency": "USD" })
+        }
+        // Every other provider: one body with the id and the event type in
+        // each member a provider reads them from (`type`, `event`,
+        // `event_type`, `topic`, `meta.event_name`, `event.id`, …).
+        _ => {
+            let t = event_type.unwrap_or("demo.event");
+            json!({
+                "id": id, "event_id": id, "type": t, "event": t, "event_type": t, "topic": t,
+                "meta": { "event_name": t }, "created_at": now, "data": { "object": "demo" }
+            })
         }
     };
     let header_type = match provider {
         "github" => Some(event_type.unwrap_or("ping").to_owned()),
         "shopify" => Some(event_type.unwrap_or("orders/create").to_owned()),
+        named
+            if common::routes()
+                .iter()
+                .skip(common::FIRST_ROUTES.len())
+                .any(|r| r.name == named) =>
+        {
+            Some(event_type.unwrap_or("demo.event").to_owned())
+        }
         _ => None,
     };
     (body.to_string().into_bytes(), header_type)
@@ -164,7 +185,8 @@ fn signing(args: &Args) -> Result<(&'static str, Scheme, String, &'static str), 
             .map_err(|e| format!("PAYPAL_WEBHOOK_ID: {e}"))?;
         return Ok(("paypal", Scheme::paypal(paypal), key, "PAYPAL_SIGNING_KEY_FILE"));
     }
-    let route = ROUTES
+    let routes = common::routes();
+    let route = routes
         .iter()
         .find(|r| r.name == args.provider)
         .ok_or_else(|| format!("unknown provider {:?}\n{USAGE}", args.provider))?;
@@ -176,11 +198,21 @@ fn signing(args: &Args) -> Result<(&'static str, Scheme, String, &'static str), 
     match route.name {
         "discord" => {
             let key = own_key("DISCORD_SIGNING_KEY", common::DISCORD_DEV_SEED)?;
-            return Ok((route.name, (route.scheme)(), key, "DISCORD_SIGNING_KEY"));
+            return Ok((
+                route.name,
+                route.scheme().map_err(|e| e.to_string())?,
+                key,
+                "DISCORD_SIGNING_KEY",
+            ));
         }
         "sendgrid" => {
             let key = own_key("SENDGRID_SIGNING_KEY", common::SENDGRID_DEV_KEY)?;
-            return Ok((route.name, (route.scheme)(), key, "SENDGRID_SIGNING_KEY"));
+            return Ok((
+                route.name,
+                route.scheme().map_err(|e| e.to_string())?,
+                key,
+                "SENDGRID_SIGNING_KEY",
+            ));
         }
         _ => {}
     }
@@ -191,11 +223,21 @@ fn signing(args: &Args) -> Result<(&'static str, Scheme, String, &'static str), 
         let key = common::var("STANDARD_WEBHOOK_SIGNING_KEY")
             .map_err(|e| e.to_string())?
             .unwrap_or_else(|| DEV_V1A_SIGNING_KEY.to_owned());
-        return Ok((route.name, (route.scheme)(), key, "STANDARD_WEBHOOK_SIGNING_KEY"));
+        return Ok((
+            route.name,
+            route.scheme().map_err(|e| e.to_string())?,
+            key,
+            "STANDARD_WEBHOOK_SIGNING_KEY",
+        ));
     }
     let (secrets, _) = common::secrets(route).map_err(|e| e.to_string())?;
     let secret = secrets.into_iter().next().unwrap_or_default();
-    Ok((route.name, (route.scheme)(), secret, route.env))
+    Ok((
+        route.name,
+        route.scheme().map_err(|e| e.to_string())?,
+        secret,
+        route.env,
+    ))
 }
 
 async fn run(args: Args) -> Result<bool, String> {

@@ -8,6 +8,7 @@ use std::fmt;
 
 pub(crate) mod admin;
 
+use base64::Engine as _;
 use webhook_guard::Scheme;
 
 /// One webhook route of the demo.
@@ -19,67 +20,109 @@ pub(crate) struct Route {
     /// The development secret used when the variable is unset. Public on
     /// purpose: never use it for real traffic.
     pub(crate) dev_secret: &'static str,
-    /// Its signature scheme.
-    pub(crate) scheme: fn() -> Scheme,
 }
 
-/// Every route the demo serves, in the order the contract lists them.
-pub(crate) const ROUTES: [Route; 9] = [
+impl Route {
+    /// Its signature scheme ([`Scheme::named_with_url`] by the route's
+    /// name; schemes that sign the URL sign [`public_url`] + the route's
+    /// path).
+    pub(crate) fn scheme(&self) -> Result<Scheme, EnvError> {
+        let url = format!("{}/webhooks/{}", public_url()?, self.name);
+        Scheme::named_with_url(self.name, &url)
+            .ok_or_else(|| EnvError::new(self.env, format!("no built-in scheme is called {:?}", self.name)))?
+            .map_err(|e| EnvError::new(PUBLIC_URL, e.to_string()))
+    }
+}
+
+/// The external base URL the providers call (`WEBHOOK_PUBLIC_URL`), for
+/// the schemes that sign it.
+pub(crate) const PUBLIC_URL: &str = "WEBHOOK_PUBLIC_URL";
+
+/// [`PUBLIC_URL`] without a trailing slash; unset: `http://` and the
+/// listen address.
+pub(crate) fn public_url() -> Result<String, EnvError> {
+    match var(PUBLIC_URL)? {
+        Some(url) => Ok(url.trim_end_matches('/').to_owned()),
+        None => Ok(format!("http://{}", addr()?)),
+    }
+}
+
+/// Every route the demo serves: [`FIRST_ROUTES`], then one per provider
+/// of [`Scheme::named_providers`], configured by `<NAME>_WEBHOOK_SECRET`
+/// with the development secret `whsec_` + base64 of
+/// `webhook-guard-dev-<name>-secret`.
+pub(crate) fn routes() -> Vec<Route> {
+    let mut out: Vec<Route> = FIRST_ROUTES.into_iter().collect();
+    for name in Scheme::named_providers() {
+        // Built once at start, for the life of the process.
+        let env: &'static str =
+            Box::leak(format!("{}_WEBHOOK_SECRET", name.to_ascii_uppercase()).into_boxed_str());
+        // `whsec_` + base64, so that it is also a valid key for the
+        // Standard Webhooks senders; the others use the text as is.
+        let dev_secret: &'static str = Box::leak(
+            format!(
+                "whsec_{}",
+                base64::engine::general_purpose::STANDARD.encode(format!("webhook-guard-dev-{name}-secret"))
+            )
+            .into_boxed_str(),
+        );
+        out.push(Route {
+            name,
+            env,
+            dev_secret,
+        });
+    }
+    out
+}
+
+/// The routes of the first providers, in the order the contract lists them.
+pub(crate) const FIRST_ROUTES: [Route; 9] = [
     Route {
         name: "stripe",
         env: "STRIPE_WEBHOOK_SECRET",
         dev_secret: "whsec_webhook_guard_dev_stripe_secret",
-        scheme: Scheme::stripe,
     },
     Route {
         name: "github",
         env: "GITHUB_WEBHOOK_SECRET",
         dev_secret: "webhook-guard-dev-github-secret",
-        scheme: Scheme::github,
     },
     Route {
         name: "standard",
         env: "STANDARD_WEBHOOK_SECRET",
         dev_secret: "whsec_d2ViaG9vay1ndWFyZC1kZXYtc3RhbmRhcmQta2V5ISE=",
-        scheme: Scheme::standard_webhooks,
     },
     Route {
         name: "slack",
         env: "SLACK_SIGNING_SECRET",
         dev_secret: "webhook-guard-dev-slack-signing-secret",
-        scheme: Scheme::slack,
     },
     Route {
         name: "shopify",
         env: "SHOPIFY_WEBHOOK_SECRET",
         dev_secret: "webhook-guard-dev-shopify-secret",
-        scheme: Scheme::shopify,
     },
     Route {
         name: "meta",
         env: "META_APP_SECRET",
         dev_secret: "webhook-guard-dev-meta-app-secret",
-        scheme: Scheme::meta,
     },
     Route {
         name: "x",
         env: "X_CONSUMER_SECRET",
         dev_secret: "webhook-guard-dev-x-consumer-secret",
-        scheme: Scheme::x,
     },
     Route {
         name: "discord",
         env: "DISCORD_PUBLIC_KEY",
         // The public key of the development seed in `DISCORD_DEV_SEED`.
         dev_secret: "f07726f2e30e8a1b51dac4f63ae8df8552a02391a214be429eb92124bbc53bf3",
-        scheme: Scheme::discord,
     },
     Route {
         name: "sendgrid",
         env: "SENDGRID_PUBLIC_KEY",
         // The public key of the development key in `SENDGRID_DEV_KEY`.
         dev_secret: "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEzSON+wcWZq4amvrGdv7ZxQ05HpCgBoBuXErIBvPR3cJ6QSwjCyr9DnhS89Nn7PX7vcMLVChs8cwGu81FfSBgiw==",
-        scheme: Scheme::sendgrid,
     },
 ];
 
@@ -104,13 +147,15 @@ pub(crate) const PAYPAL_WEBHOOK_ID: (&str, &str) = ("PAYPAL_WEBHOOK_ID", "WH-WEB
 /// Every provider route with the variables it reads, as `GET /providers`
 /// lists them.
 pub(crate) fn providers() -> Vec<(&'static str, Vec<&'static str>)> {
-    let mut out: Vec<(&'static str, Vec<&'static str>)> = ROUTES
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = routes()
         .iter()
         .map(|r| {
             let mut env = vec![r.env];
             match r.name {
                 "standard" => env.push(STANDARD_PUBLIC_KEYS),
                 "meta" => env.push(META_VERIFY_TOKEN.0),
+                "dropbox" => env.push(DROPBOX_CHALLENGE),
+                "square" | "twilio" | "hubspot" => env.push(PUBLIC_URL),
                 _ => {}
             }
             (r.name, env)
@@ -122,6 +167,10 @@ pub(crate) fn providers() -> Vec<(&'static str, Vec<&'static str>)> {
     ));
     out
 }
+
+/// `1` makes the dropbox route answer Dropbox's unauthenticated
+/// `GET ?challenge=` echo.
+pub(crate) const DROPBOX_CHALLENGE: &str = "DROPBOX_CHALLENGE";
 
 /// Meta's subscription-handshake token (`META_VERIFY_TOKEN`) and its
 /// development default.
