@@ -118,11 +118,42 @@ export SHOPIFY_WEBHOOK_SECRET=blackbox-shopify-one,blackbox-shopify-two
 export META_APP_SECRET=blackbox-meta-one,blackbox-meta-two
 export META_VERIFY_TOKEN=blackbox-meta-verify-token
 export X_CONSUMER_SECRET=blackbox-x-one,blackbox-x-two
+export WEBHOOK_PUBLIC_URL=https://hooks.example.com
+export ADYEN_WEBHOOK_SECRET=626c61636b626f782d6e616d65642d616479656e2d6f6e652d33326279746573,626c61636b626f782d6e616d65642d616479656e2d74776f2d33326279746573
+export ANTHROPIC_WEBHOOK_SECRET=whsec_YmxhY2tib3gtbmFtZWQtYW50aHJvcGljLW9uZS1rZXk=,whsec_YmxhY2tib3gtbmFtZWQtYW50aHJvcGljLXR3by1rZXk=
+export BITBUCKET_WEBHOOK_SECRET=blackbox-named-bitbucket-one,blackbox-named-bitbucket-two
+export BREX_WEBHOOK_SECRET=YmxhY2tib3gtbmFtZWQtYnJleC1vbmUta2V5,YmxhY2tib3gtbmFtZWQtYnJleC10d28ta2V5
+export CALENDLY_WEBHOOK_SECRET=blackbox-named-calendly-one,blackbox-named-calendly-two
+export CLERK_WEBHOOK_SECRET=whsec_YmxhY2tib3gtbmFtZWQtY2xlcmstb25lLWtleQ==,whsec_YmxhY2tib3gtbmFtZWQtY2xlcmstdHdvLWtleQ==
+export COINBASE_WEBHOOK_SECRET=blackbox-named-coinbase-one,blackbox-named-coinbase-two
+export DROPBOX_WEBHOOK_SECRET=blackbox-named-dropbox-one,blackbox-named-dropbox-two
+export GITLAB_WEBHOOK_SECRET=blackbox-named-gitlab-one,blackbox-named-gitlab-two
+export HUBSPOT_WEBHOOK_SECRET=blackbox-named-hubspot-one,blackbox-named-hubspot-two
+export INTERCOM_WEBHOOK_SECRET=blackbox-named-intercom-one,blackbox-named-intercom-two
+export LEMONSQUEEZY_WEBHOOK_SECRET=blackbox-named-lemonsqueezy-one,blackbox-named-lemonsqueezy-two
+export LINEAR_WEBHOOK_SECRET=blackbox-named-linear-one,blackbox-named-linear-two
+export MAILGUN_WEBHOOK_SECRET=blackbox-named-mailgun-one,blackbox-named-mailgun-two
+export MUX_WEBHOOK_SECRET=blackbox-named-mux-one,blackbox-named-mux-two
+export OPENAI_WEBHOOK_SECRET=whsec_YmxhY2tib3gtbmFtZWQtb3BlbmFpLW9uZS1rZXk=,whsec_YmxhY2tib3gtbmFtZWQtb3BlbmFpLXR3by1rZXk=
+export PADDLE_WEBHOOK_SECRET=pdl_ntfset_blackbox-named-paddle-one,pdl_ntfset_blackbox-named-paddle-two
+export RAZORPAY_WEBHOOK_SECRET=blackbox-named-razorpay-one,blackbox-named-razorpay-two
+export REPLICATE_WEBHOOK_SECRET=whsec_YmxhY2tib3gtbmFtZWQtcmVwbGljYXRlLW9uZS1rZXk=,whsec_YmxhY2tib3gtbmFtZWQtcmVwbGljYXRlLXR3by1rZXk=
+export RESEND_WEBHOOK_SECRET=whsec_YmxhY2tib3gtbmFtZWQtcmVzZW5kLW9uZS1rZXk=,whsec_YmxhY2tib3gtbmFtZWQtcmVzZW5kLXR3by1rZXk=
+export SENTRY_WEBHOOK_SECRET=blackbox-named-sentry-one,blackbox-named-sentry-two
+export SQUARE_WEBHOOK_SECRET=blackbox-named-square-one,blackbox-named-square-two
+export TWILIO_WEBHOOK_SECRET=blackbox-named-twilio-one,blackbox-named-twilio-two
+export TWITCH_WEBHOOK_SECRET=blackbox-named-twitch-one,blackbox-named-twitch-two
+export TYPEFORM_WEBHOOK_SECRET=blackbox-named-typeform-one,blackbox-named-typeform-two
+export VERCEL_WEBHOOK_SECRET=blackbox-named-vercel-one,blackbox-named-vercel-two
+export WORKOS_WEBHOOK_SECRET=blackbox-named-workos-one,blackbox-named-workos-two
+export ZENDESK_WEBHOOK_SECRET=blackbox-named-zendesk-one,blackbox-named-zendesk-two
+export ZOOM_WEBHOOK_SECRET=blackbox-named-zoom-one,blackbox-named-zoom-two
 
 main=127.0.0.1:28418
 if start_receiver main "$bin" 28418; then
   WEBHOOK_ADDR=$main run_py "sdk_check (every route, dedupe)" tests/blackbox/sdk_check.py
   WEBHOOK_ADDR=$main run_py "payload_check (schemas, 400/422, Meta and X, handshakes)" tests/blackbox/payload_check.py
+  WEBHOOK_ADDR=$main run_py "providers_check (named providers, their SDKs)" tests/blackbox/providers_check.py
   run_py "failed-authentication quota (main receiver)" tests/blackbox/abuse_check.py failedauth "$main"
 fi
 if start_receiver ratelimited "$bin" 28419 WEBHOOK_RATE_PER_SEC=1 WEBHOOK_RATE_BURST=3; then
@@ -194,7 +225,7 @@ else
 fi
 
 # No secret in any receiver's output.
-if grep -E 'whsec_blackbox|blackbox-(github|slack|shopify|meta|x)-(one|two)|blackbox-meta-verify-token|MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw|YmxhY2tib3gtc3RhbmRhcmQtdHdv' \
+if grep -E 'whsec_blackbox|blackbox-(github|slack|shopify|meta|x)-(one|two)|blackbox-meta-verify-token|MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw|YmxhY2tib3gtc3RhbmRhcmQtdHdv|blackbox-named-[a-z]+-(one|two)|YmxhY2tib3gtbmFtZWQt|626c61636b626f782d6e616d65642d' \
   "$out"/*.log "$out"/*.out; then
   echo "FAIL a secret appeared in a receiver's log"; fail "secret in a log"
 else
