@@ -242,7 +242,7 @@ pub struct Scheme {
 /// The built-in HMAC schemes on the hot path, told apart without a
 /// virtual call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Hot {
+pub(crate) enum Hot {
     Stripe,
     GitHub,
     Standard,
@@ -261,7 +261,7 @@ impl Scheme {
         }
     }
 
-    fn hot(mut self, hot: Hot) -> Self {
+    pub(crate) fn hot(mut self, hot: Hot) -> Self {
         self.hot = hot;
         self
     }

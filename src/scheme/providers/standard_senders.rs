@@ -1,7 +1,9 @@
 //! Senders that follow Standard Webhooks, each under its own name: the
 //! scheme is [`Scheme::standard_webhooks`] (its `svix-*` header aliases
 //! and its key decoding included); only the provider's name differs, so
-//! metrics, logs and the handler tell them apart.
+//! metrics, logs and the handler tell them apart. Their headers are read
+//! by the same inlined parser as Standard Webhooks' (the parse is the
+//! same; only the body fields may differ).
 
 use http::HeaderMap;
 
@@ -15,19 +17,19 @@ impl Scheme {
     /// delivery id and dedupe key is the signed id header; the event type
     /// the body's `type` (`user.created`, …).
     pub fn clerk() -> Self {
-        Self::of(Standard, Provider::Named("clerk"))
+        Self::of(Standard, Provider::Named("clerk")).hot(super::super::Hot::Standard)
     }
 
     /// Resend: Standard Webhooks over the `svix-*` headers, secret
     /// `whsec_…`; event type the body's `type` (`email.sent`, …).
     pub fn resend() -> Self {
-        Self::of(Standard, Provider::Named("resend"))
+        Self::of(Standard, Provider::Named("resend")).hot(super::super::Hot::Standard)
     }
 
     /// OpenAI: Standard Webhooks over the `webhook-*` headers, secret
     /// `whsec_…`; event type the body's `type` (`response.completed`, …).
     pub fn openai() -> Self {
-        Self::of(Standard, Provider::Named("openai"))
+        Self::of(Standard, Provider::Named("openai")).hot(super::super::Hot::Standard)
     }
 
     /// Anthropic (beta webhooks): Standard Webhooks over the `webhook-*`
@@ -42,13 +44,14 @@ impl Scheme {
             },
             Provider::Named("anthropic"),
         )
+        .hot(super::super::Hot::Standard)
     }
 
     /// Replicate: Standard Webhooks over the `webhook-*` headers, secret
     /// `whsec_…` from the default-secret API. The id is stable across
     /// retries, so it dedupes them; prediction bodies carry no `type`.
     pub fn replicate() -> Self {
-        Self::of(Standard, Provider::Named("replicate"))
+        Self::of(Standard, Provider::Named("replicate")).hot(super::super::Hot::Standard)
     }
 
     /// Brex: Standard Webhooks over the `Webhook-*` headers; Brex serves
@@ -63,6 +66,7 @@ impl Scheme {
             },
             Provider::Named("brex"),
         )
+        .hot(super::super::Hot::Standard)
     }
 }
 

@@ -8,9 +8,7 @@ use sha2::Digest as _;
 use subtle::ConstantTimeEq as _;
 
 use super::super::algorithm::{HmacSha1, SHA1_MAC_LEN};
-use super::super::{
-    strict_form, Algorithm, Def, Field, Found, Key, Parsed, Piece, Pieces, ProviderKey, Signatures,
-};
+use super::super::{Algorithm, Def, Field, Found, Key, Parsed, Piece, Pieces, ProviderKey, Signatures};
 use super::square::checked_url;
 use crate::{ConfigError, Provider, Rejection, RejectionKind, Scheme};
 
@@ -191,8 +189,10 @@ impl ProviderKey for TwilioKey {
             },
             true => None,
         };
-        let mut hit = subtle::Choice::from(0);
+        // The URLs come from configuration, so stopping at the first that
+        // matches reveals nothing secret.
         for url in self.urls.iter() {
+            let mut hit = subtle::Choice::from(0);
             let mut mac = self.mac.clone();
             match &params {
                 Some(params) => {
@@ -205,8 +205,11 @@ impl ProviderKey for TwilioKey {
             for candidate in candidates.of(Algorithm::Provider) {
                 hit |= tag.as_slice().ct_eq(candidate);
             }
+            if bool::from(hit) {
+                return true;
+            }
         }
-        bool::from(hit)
+        false
     }
 
     #[cfg(any(test, feature = "test-util"))]
@@ -231,17 +234,57 @@ fn json_url(url: &[u8], body: &[u8]) -> Vec<u8> {
 
 /// The form parameters of `body`, sorted by name, each name's distinct
 /// values sorted, concatenated as `name` + `value`; `None` if the body
-/// does not decode strictly (see [`strict_form`]).
+/// does not decode strictly (see [`strict_form`](super::super::strict_form)).
+/// Decoded once into one buffer and sorted as ranges of it: no allocation
+/// per parameter.
 fn sorted_params(body: &[u8]) -> Option<Vec<u8>> {
-    let mut pairs = strict_form(body)?;
-    pairs.sort();
-    pairs.dedup();
-    let mut out = Vec::with_capacity(body.len());
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(v.as_bytes());
+    let mut decoded = Vec::with_capacity(body.len());
+    let mut pairs: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = Vec::new();
+    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let name = decode_into(name, &mut decoded)?;
+        let value = decode_into(value, &mut decoded)?;
+        pairs.push((name, value));
+    }
+    let text = |r: &std::ops::Range<usize>| decoded.get(r.clone()).unwrap_or_default();
+    pairs.sort_by(|a, b| {
+        text(&a.0)
+            .cmp(text(&b.0))
+            .then_with(|| text(&a.1).cmp(text(&b.1)))
+    });
+    pairs.dedup_by(|a, b| text(&a.0) == text(&b.0) && text(&a.1) == text(&b.1));
+    let mut out = Vec::with_capacity(decoded.len());
+    for (name, value) in &pairs {
+        out.extend_from_slice(text(name));
+        out.extend_from_slice(text(value));
     }
     Some(out)
+}
+
+/// Appends the form decoding of `raw` (`+` a space, `%XX` a byte) to
+/// `out` and returns where it is; `None` for a broken escape or bytes
+/// that are not UTF-8 once decoded.
+fn decode_into(raw: &[u8], out: &mut Vec<u8>) -> Option<std::ops::Range<usize>> {
+    let start = out.len();
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let mut byte = [0u8; 1];
+                hex::decode_to_slice(raw.get(i + 1..i + 3)?, &mut byte).ok()?;
+                out.push(byte[0]);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    std::str::from_utf8(out.get(start..)?).ok()?;
+    Some(start..out.len())
 }
 
 /// Canonical standard base64 of exactly 20 bytes.
