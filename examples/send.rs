@@ -163,6 +163,55 @@ fn sample(provider: &str, event_type: Option<&str>, id: &str, now: i64) -> (Vec<
     (body.to_string().into_bytes(), header_type)
 }
 
+/// Mailgun and Adyen sign inside the body: their bodies, signed with
+/// `secret`; every other provider's `body` as it is.
+fn signed_in_body(
+    provider: &str,
+    body: Vec<u8>,
+    secret: &str,
+    id: &str,
+    now: i64,
+    event_type: Option<&str>,
+) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let mac = |key: &[u8], data: &[u8]| -> Result<Vec<u8>, String> {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).map_err(|e| e.to_string())?;
+        mac.update(data);
+        Ok(mac.finalize().into_bytes().to_vec())
+    };
+    Ok(match provider {
+        "mailgun" => {
+            let token = format!("{id}{id}");
+            let signature = hex::encode(mac(secret.as_bytes(), format!("{now}{token}").as_bytes())?);
+            json!({
+                "signature": { "timestamp": now.to_string(), "token": token, "signature": signature },
+                "event-data": { "event": event_type.unwrap_or("delivered"), "id": id, "timestamp": now }
+            })
+            .to_string()
+            .into_bytes()
+        }
+        "adyen" => {
+            let key = hex::decode(secret).map_err(|_| "ADYEN_WEBHOOK_SECRET: not hex".to_owned())?;
+            let event = event_type.unwrap_or("AUTHORISATION");
+            let signed = format!("{id}::DemoMerchant:order-{id}:1130:EUR:{event}:true");
+            let signature = base64::engine::general_purpose::STANDARD.encode(mac(&key, signed.as_bytes())?);
+            json!({
+                "live": "false",
+                "notificationItems": [{ "NotificationRequestItem": {
+                    "pspReference": id, "merchantAccountCode": "DemoMerchant",
+                    "merchantReference": format!("order-{id}"), "amount": { "value": 1130, "currency": "EUR" },
+                    "eventCode": event, "success": "true",
+                    "additionalData": { "hmacSignature": signature }
+                }}]
+            })
+            .to_string()
+            .into_bytes()
+        }
+        _ => body,
+    })
+}
+
 /// The scheme and the signing secret of a provider.
 fn signing(args: &Args) -> Result<(&'static str, Scheme, String, &'static str), String> {
     if args.provider == "paypal" {
@@ -276,6 +325,7 @@ async fn run(args: Args) -> Result<bool, String> {
         id
     };
     let (body, header_type) = sample(name, args.event_type.as_deref(), &id, unix);
+    let body = signed_in_body(name, body, &secret, &id, unix, args.event_type.as_deref())?;
 
     let mut signer = TestSigner::new(&scheme, secret.as_str())
         .map_err(|e| format!("{secret_var}: {e}"))?

@@ -50,7 +50,7 @@ pub(crate) fn public_url() -> Result<String, EnvError> {
 /// Every route the demo serves: [`FIRST_ROUTES`], then one per provider
 /// of [`Scheme::named_providers`], configured by `<NAME>_WEBHOOK_SECRET`
 /// with the development secret `whsec_` + base64 of
-/// `webhook-guard-dev-<name>-secret`.
+/// `webhook-guard-dev-<name>-secret` (for Adyen, its hex).
 pub(crate) fn routes() -> Vec<Route> {
     let mut out: Vec<Route> = FIRST_ROUTES.into_iter().collect();
     for name in Scheme::named_providers() {
@@ -58,12 +58,14 @@ pub(crate) fn routes() -> Vec<Route> {
         let env: &'static str =
             Box::leak(format!("{}_WEBHOOK_SECRET", name.to_ascii_uppercase()).into_boxed_str());
         // `whsec_` + base64, so that it is also a valid key for the
-        // Standard Webhooks senders; the others use the text as is.
+        // Standard Webhooks senders; the others use the text as is, but
+        // Adyen, whose keys are hex.
+        let text = format!("webhook-guard-dev-{name}-secret");
         let dev_secret: &'static str = Box::leak(
-            format!(
-                "whsec_{}",
-                base64::engine::general_purpose::STANDARD.encode(format!("webhook-guard-dev-{name}-secret"))
-            )
+            match name {
+                "adyen" => hex::encode(text),
+                _ => format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(text)),
+            }
             .into_boxed_str(),
         );
         out.push(Route {
