@@ -802,6 +802,17 @@ pub(crate) struct Parsed<'h> {
 }
 
 impl Parsed<'_> {
+    /// For a scheme whose signatures are in the body (Mailgun, Adyen): a
+    /// placeholder candidate, so that the route's key (which reads the
+    /// body) is asked, and the id and event type from the body.
+    pub(crate) fn signed_in_body() -> Result<Self, Rejection> {
+        let mut out = Self::empty();
+        out.signatures.push_other(Algorithm::Provider, Vec::new())?;
+        out.id = Field::Body;
+        out.event_type = Field::Body;
+        Ok(out)
+    }
+
     /// Nothing read yet: no timestamp, no signature, no piece.
     #[inline(always)]
     pub(crate) fn empty() -> Self {
@@ -1010,6 +1021,32 @@ pub(crate) fn base64_tag(raw: &[u8]) -> Option<[u8; MAC_LEN]> {
         .ok()?;
     let mut tag = [0u8; MAC_LEN];
     tag.copy_from_slice(buf.get(..MAC_LEN).filter(|_| n == MAC_LEN)?);
+    Some(tag)
+}
+
+/// Exactly 40 hex digits (either case) as an HMAC-SHA1 tag.
+pub(crate) fn sha1_hex_tag(raw: &[u8]) -> Option<[u8; algorithm::SHA1_MAC_LEN]> {
+    let mut tag = [0u8; algorithm::SHA1_MAC_LEN];
+    if raw.len() != tag.len() * 2 {
+        return None;
+    }
+    hex::decode_to_slice(raw, &mut tag).ok()?;
+    Some(tag)
+}
+
+/// Canonical standard base64 of exactly 20 bytes (28 characters, one `=`).
+pub(crate) fn sha1_base64_tag(raw: &[u8]) -> Option<[u8; algorithm::SHA1_MAC_LEN]> {
+    use base64::Engine as _;
+    if raw.len() != 28 {
+        return None;
+    }
+    let mut buf = [0u8; 21];
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(raw, &mut buf)
+        .ok()?;
+    let mut tag = [0u8; algorithm::SHA1_MAC_LEN];
+    const LEN: usize = algorithm::SHA1_MAC_LEN;
+    tag.copy_from_slice(buf.get(..LEN).filter(|_| n == LEN)?);
     Some(tag)
 }
 

@@ -154,22 +154,12 @@ impl Key {
     /// fails if the `hmac` crate changes that; it is reported as a
     /// configuration error anyway.
     pub(crate) fn hmac_sha256(index: usize, key: &[u8]) -> Result<Self, ConfigError> {
-        HmacSha256::new_from_slice(key)
-            .map(Self::HmacSha256)
-            .map_err(|_| ConfigError::InvalidSecretEncoding {
-                index,
-                reason: "the HMAC implementation refused the key",
-            })
+        keyed(index, key).map(Self::HmacSha256)
     }
 
     /// An HMAC-SHA1 key.
     pub(crate) fn hmac_sha1(index: usize, key: &[u8]) -> Result<Self, ConfigError> {
-        HmacSha1::new_from_slice(key)
-            .map(Self::HmacSha1)
-            .map_err(|_| ConfigError::InvalidSecretEncoding {
-                index,
-                reason: "the HMAC implementation refused the key",
-            })
+        keyed(index, key).map(Self::HmacSha1)
     }
 
     /// A shared token in the clear, for test signers.
@@ -418,20 +408,8 @@ impl Key {
     #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn sign(&self, pieces: &[&[u8]]) -> Vec<u8> {
         match self {
-            Self::HmacSha256(state) => {
-                let mut mac = state.clone();
-                for p in pieces {
-                    mac.update(p);
-                }
-                mac.finalize().into_bytes().to_vec()
-            }
-            Self::HmacSha1(state) => {
-                let mut mac = state.clone();
-                for p in pieces {
-                    mac.update(p);
-                }
-                mac.finalize().into_bytes().to_vec()
-            }
+            Self::HmacSha256(state) => tag_of(state, pieces),
+            Self::HmacSha1(state) => tag_of(state, pieces),
             // A token signs nothing: the test signer sends the token.
             Self::Token(_) => Vec::new(),
             Self::TokenSigning(token) => token.to_vec(),
@@ -465,6 +443,26 @@ impl Key {
                 .unwrap_or_default(),
         }
     }
+}
+
+/// An HMAC state keyed with the secret at `index`. HMAC accepts keys of
+/// any length, so this only fails if the `hmac` crate changes that; it is
+/// reported as a configuration error anyway.
+pub(crate) fn keyed<M: hmac::digest::KeyInit>(index: usize, key: &[u8]) -> Result<M, ConfigError> {
+    M::new_from_slice(key).map_err(|_| ConfigError::InvalidSecretEncoding {
+        index,
+        reason: "the HMAC implementation refused the key",
+    })
+}
+
+/// The tag of `state` over `pieces`, for test signers.
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) fn tag_of<M: hmac::Mac + Clone>(state: &M, pieces: &[&[u8]]) -> Vec<u8> {
+    let mut mac = state.clone();
+    for p in pieces {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().to_vec()
 }
 
 impl fmt::Debug for Key {

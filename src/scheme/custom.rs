@@ -173,32 +173,6 @@ impl CustomScheme {
     }
 }
 
-/// Exactly 40 hex digits (either case) as an HMAC-SHA1 tag.
-fn sha1_hex(raw: &[u8]) -> Option<[u8; super::algorithm::SHA1_MAC_LEN]> {
-    let mut tag = [0u8; super::algorithm::SHA1_MAC_LEN];
-    if raw.len() != tag.len() * 2 {
-        return None;
-    }
-    hex::decode_to_slice(raw, &mut tag).ok()?;
-    Some(tag)
-}
-
-/// Canonical standard base64 of exactly 20 bytes (28 characters, one `=`).
-fn sha1_base64(raw: &[u8]) -> Option<[u8; super::algorithm::SHA1_MAC_LEN]> {
-    use base64::Engine as _;
-    if raw.len() != 28 {
-        return None;
-    }
-    let mut buf = [0u8; 21];
-    let n = base64::engine::general_purpose::STANDARD
-        .decode_slice(raw, &mut buf)
-        .ok()?;
-    let mut tag = [0u8; super::algorithm::SHA1_MAC_LEN];
-    const LEN: usize = super::algorithm::SHA1_MAC_LEN;
-    tag.copy_from_slice(buf.get(..LEN).filter(|_| n == LEN)?);
-    Some(tag)
-}
-
 impl super::Def for CustomScheme {
     fn is_timestamped(&self) -> bool {
         self.timestamp_header.is_some()
@@ -261,8 +235,8 @@ impl super::Def for CustomScheme {
             };
             if self.sha1 {
                 let tag = match self.encoding {
-                    SignatureEncoding::Hex => sha1_hex(encoded),
-                    SignatureEncoding::Base64 => sha1_base64(encoded),
+                    SignatureEncoding::Hex => super::sha1_hex_tag(encoded),
+                    SignatureEncoding::Base64 => super::sha1_base64_tag(encoded),
                 }
                 .ok_or_else(|| super::bad_signature("the signature is not a 20-byte HMAC-SHA1 tag"))?;
                 signatures.push_other(super::Algorithm::HmacSha1, tag.to_vec())?;

@@ -6,9 +6,9 @@ use hmac::Mac as _;
 use http::HeaderMap;
 use subtle::ConstantTimeEq as _;
 
-use super::super::algorithm::HmacSha256;
+use super::super::algorithm::{keyed, HmacSha256};
 use super::super::{
-    Algorithm, BodyFields, BodyFieldsFn, BodyRef, Def, Field, Key, Parsed, Pieces, ProviderKey, Signatures,
+    Algorithm, BodyFields, BodyFieldsFn, BodyRef, Def, Key, Parsed, Pieces, ProviderKey, Signatures,
 };
 use crate::{ConfigError, Provider, Rejection, Scheme};
 
@@ -70,22 +70,12 @@ impl Def for Adyen {
         }
         let mut bytes = zeroize::Zeroizing::new(vec![0u8; text.len() / 2]);
         hex::decode_to_slice(&*text, &mut bytes).map_err(|_| bad)?;
-        let mac = HmacSha256::new_from_slice(&bytes).map_err(|_| ConfigError::InvalidSecretEncoding {
-            index,
-            reason: "the HMAC implementation refused the key",
-        })?;
+        let mac: HmacSha256 = keyed(index, &bytes)?;
         Ok(Key::Provider(Arc::new(AdyenKey { mac })))
     }
 
     fn parse<'h>(&'h self, _headers: &'h HeaderMap) -> Result<Parsed<'h>, Rejection> {
-        // The signatures are in the body: a placeholder candidate, so the
-        // key (which reads the body) is asked.
-        let mut out = Parsed::empty();
-        out.signatures.push_other(Algorithm::Provider, Vec::new())?;
-        out.content = Pieces::new(&[]);
-        out.id = Field::Body;
-        out.event_type = Field::Body;
-        Ok(out)
+        Parsed::signed_in_body()
     }
 
     fn body_fields(&self) -> Option<BodyFieldsFn> {

@@ -6,9 +6,9 @@ use hmac::Mac as _;
 use http::HeaderMap;
 use subtle::ConstantTimeEq as _;
 
-use super::super::algorithm::HmacSha256;
+use super::super::algorithm::{keyed, HmacSha256};
 use super::super::{
-    json_path, Algorithm, BodyFields, BodyFieldsFn, BodyRef, Def, Field, Key, Parsed, Pieces, ProviderKey,
+    json_path, Algorithm, BodyFields, BodyFieldsFn, BodyRef, Def, Key, Parsed, Pieces, ProviderKey,
     Signatures,
 };
 use crate::{ConfigError, Provider, Rejection, Scheme};
@@ -63,22 +63,12 @@ impl Def for Mailgun {
 
     fn key(&self, index: usize, secret: &str) -> Result<Key, ConfigError> {
         let bytes = crate::secret::plain_key(index, secret)?;
-        let mac = HmacSha256::new_from_slice(&bytes).map_err(|_| ConfigError::InvalidSecretEncoding {
-            index,
-            reason: "the HMAC implementation refused the key",
-        })?;
+        let mac: HmacSha256 = keyed(index, &bytes)?;
         Ok(Key::Provider(Arc::new(MailgunKey { mac })))
     }
 
     fn parse<'h>(&'h self, _headers: &'h HeaderMap) -> Result<Parsed<'h>, Rejection> {
-        // The signature is in the body: a placeholder candidate, so the
-        // key (which reads the body) is asked.
-        let mut out = Parsed::empty();
-        out.signatures.push_other(Algorithm::Provider, Vec::new())?;
-        out.content = Pieces::new(&[]);
-        out.id = Field::Body;
-        out.event_type = Field::Body;
-        Ok(out)
+        Parsed::signed_in_body()
     }
 
     fn body_fields(&self) -> Option<BodyFieldsFn> {
@@ -147,11 +137,7 @@ impl ProviderKey for MailgunKey {
 
     #[cfg(any(test, feature = "test-util"))]
     fn sign(&self, pieces: &[&[u8]]) -> Vec<u8> {
-        let mut mac = self.mac.clone();
-        for p in pieces {
-            mac.update(p);
-        }
-        mac.finalize().into_bytes().to_vec()
+        super::super::algorithm::tag_of(&self.mac, pieces)
     }
 }
 

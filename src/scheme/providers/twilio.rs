@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderName};
 use sha2::Digest as _;
 use subtle::ConstantTimeEq as _;
 
-use super::super::algorithm::{HmacSha1, SHA1_MAC_LEN};
+use super::super::algorithm::{keyed, HmacSha1};
 use super::super::{Algorithm, Def, Field, Found, Key, Parsed, Piece, Pieces, ProviderKey, Signatures};
 use super::square::checked_url;
 use crate::{ConfigError, Provider, Rejection, RejectionKind, Scheme};
@@ -108,10 +108,7 @@ impl Def for Twilio {
 
     fn key(&self, index: usize, secret: &str) -> Result<Key, ConfigError> {
         let bytes = crate::secret::plain_key(index, secret)?;
-        let mac = HmacSha1::new_from_slice(&bytes).map_err(|_| ConfigError::InvalidSecretEncoding {
-            index,
-            reason: "the HMAC implementation refused the key",
-        })?;
+        let mac: HmacSha1 = keyed(index, &bytes)?;
         Ok(Key::Provider(Arc::new(TwilioKey {
             mac,
             urls: Arc::clone(&self.urls),
@@ -126,7 +123,7 @@ impl Def for Twilio {
             RejectionKind::MalformedSignature,
         )?
         .as_bytes();
-        let tag = sha1_base64(raw).ok_or_else(|| {
+        let tag = super::super::sha1_base64_tag(raw).ok_or_else(|| {
             super::super::bad_signature("X-Twilio-Signature is not the base64 of a 20-byte HMAC-SHA1 tag")
         })?;
         let json = headers
@@ -214,11 +211,7 @@ impl ProviderKey for TwilioKey {
 
     #[cfg(any(test, feature = "test-util"))]
     fn sign(&self, pieces: &[&[u8]]) -> Vec<u8> {
-        let mut mac = self.mac.clone();
-        for p in pieces {
-            mac.update(p);
-        }
-        mac.finalize().into_bytes().to_vec()
+        super::super::algorithm::tag_of(&self.mac, pieces)
     }
 }
 
@@ -285,21 +278,6 @@ fn decode_into(raw: &[u8], out: &mut Vec<u8>) -> Option<std::ops::Range<usize>> 
     }
     std::str::from_utf8(out.get(start..)?).ok()?;
     Some(start..out.len())
-}
-
-/// Canonical standard base64 of exactly 20 bytes.
-fn sha1_base64(raw: &[u8]) -> Option<[u8; SHA1_MAC_LEN]> {
-    use base64::Engine as _;
-    if raw.len() != 28 {
-        return None;
-    }
-    let mut buf = [0u8; 21];
-    let n = base64::engine::general_purpose::STANDARD
-        .decode_slice(raw, &mut buf)
-        .ok()?;
-    let mut tag = [0u8; SHA1_MAC_LEN];
-    tag.copy_from_slice(buf.get(..SHA1_MAC_LEN).filter(|_| n == SHA1_MAC_LEN)?);
-    Some(tag)
 }
 
 #[cfg(test)]
