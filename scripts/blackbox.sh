@@ -15,8 +15,9 @@
 # Loopback ports used: 28418 (main receiver), 28419 (rate-limited),
 # 28420 (behind a trusted proxy), 28421 and 28422 (two receivers sharing a
 # Redis), the first free port of 28423-28429 for redis-server, 28430 and
-# 28431 (a receiver and its admin listener; all below Linux's ephemeral range,
-# 32768-60999, so no outgoing connection can hold one), free ports the kernel picks,
+# 28431 (a receiver and its admin listener), 28432 (a receiver answering
+# Dropbox's challenge; all below Linux's ephemeral range, 32768-60999, so no
+# outgoing connection can hold one), free ports the kernel picks,
 # and 127.0.0.1:9464 (the default admin port, held by admin_check.py to
 # show that a busy default is only a warning). Every other receiver runs
 # with WEBHOOK_ADMIN_ADDR=off, so none depends on the default admin port.
@@ -80,6 +81,10 @@ startup WEBHOOK_ADMIN_ADDR 0.0.0.0:28431
 startup WEBHOOK_ADMIN_ADDR '[::]:28431'
 startup WEBHOOK_ADMIN_ADDR nonsense
 startup WEBHOOK_ADMIN_PUBLIC yes
+startup DROPBOX_CHALLENGE yes
+startup WEBHOOK_PUBLIC_URL 'ftp://hooks.example.com'
+startup ADYEN_WEBHOOK_SECRET 'not-hex'
+startup ZENDESK_WEBHOOK_SECRET 'dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=='
 
 start_receiver() { # start_receiver <name> <binary> <port> [VAR=value ...]; log in $out/<name>.log
   # The admin listener is off unless the caller sets WEBHOOK_ADMIN_ADDR.
@@ -167,6 +172,24 @@ if start_receiver admin "$bin" 28430 WEBHOOK_ADMIN_ADDR=127.0.0.1:28431 WEBHOOK_
     tests/blackbox/admin_check.py serve 127.0.0.1:28430 127.0.0.1:28431
 fi
 run_py "admin listener start-up (off, busy default port, busy explicit port)" tests/blackbox/admin_check.py startup "$bin"
+
+# Dropbox's unauthenticated challenge, answered only with DROPBOX_CHALLENGE=1.
+if start_receiver dropbox "$bin" 28432 DROPBOX_CHALLENGE=1; then
+  echo "--- dropbox challenge (DROPBOX_CHALLENGE=1)"
+  reply=$(curl -s -i "http://127.0.0.1:28432/webhooks/dropbox?challenge=Ab9-_.~z" | tr -d '\r')
+  if grep -q '^HTTP/1.1 200' <<<"$reply" && grep -qi '^x-content-type-options: nosniff' <<<"$reply" &&
+    grep -qi '^content-type: text/plain' <<<"$reply" && [ "$(tail -n 1 <<<"$reply")" = "Ab9-_.~z" ]; then
+    echo "ok   dropbox: challenge echoed as text/plain with nosniff"
+  else
+    echo "FAIL dropbox: challenge not echoed: $reply"; fail "dropbox challenge"
+  fi
+  status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:28432/webhooks/dropbox?challenge=%3Cscript%3E")
+  if [ "$status" = 400 ]; then
+    echo "ok   dropbox: a challenge with markup is refused (400)"
+  else
+    echo "FAIL dropbox: a challenge with markup got $status"; fail "dropbox challenge markup"
+  fi
+fi
 
 # --- Redis: two receivers sharing one redis-server that is killed and restarted -------------------
 echo "--- redis"
