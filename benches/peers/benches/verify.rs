@@ -297,7 +297,11 @@ fn named(c: &mut Criterion) {
         verifier
             .verify(&headers, body.clone())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let prefix: Vec<u8> = if name == "twilio" { URL.as_bytes().to_vec() } else { vec![b'7'; 48] };
+        let prefix: Vec<u8> = if name == "twilio" {
+            URL.as_bytes().to_vec()
+        } else {
+            vec![b'7'; 48]
+        };
         let sha1 = matches!(name, "twilio" | "intercom" | "vercel");
         let mut group = c.benchmark_group(format!("verify/named/{name}"));
         group.throughput(Throughput::Bytes(body.len() as u64));
