@@ -407,6 +407,14 @@ impl StoreError {
         self
     }
 
+    /// The same failure described by `message` (what failed, in the
+    /// caller's terms).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> StoreErrorKind {
         self.kind

@@ -9,6 +9,8 @@ pub mod dedupe;
 mod delivery;
 pub mod dispatch;
 mod error;
+#[cfg(feature = "redis")]
+pub mod fleet;
 pub mod handshake;
 pub mod hints;
 #[cfg(feature = "inspect")]

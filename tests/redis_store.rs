@@ -534,7 +534,7 @@ fn a_bad_url_is_a_config_error_without_the_password() {
         "http://:hunter2@127.0.0.1:1/",
         "redis://:hunter2@127.0.0.1:1/not-a-db",
         "redis://:hunter2@[::1/",
-        "rediss://:hunter2@127.0.0.1:1/",
+        "rediss://:hunter2@127.0.0.1:1/not-a-db",
         "hunter2",
     ] {
         match RedisStore::builder(url).build() {

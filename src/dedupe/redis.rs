@@ -12,16 +12,14 @@
 //! `Retry-After`) while it stays down, and resumes when it comes back.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, ErrorKind, RedisError, RedisResult, Script, ServerErrorKind};
-use tokio::sync::Mutex;
+use redis::Script;
 use zeroize::Zeroizing;
 
 use super::{Claim, DedupeKey, DedupeStore, LeaseToken, Retention, StoreError, StoreFuture};
+use crate::fleet::RedisConnection;
 use crate::ConfigError;
 
 const DEFAULT_KEY_PREFIX: &str = "webhook-guard:dedupe:";
@@ -146,24 +144,11 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    client: Client,
+    conn: RedisConnection,
     prefix: String,
-    timeout: Duration,
-    retry_after: Duration,
-    slot: Mutex<Slot>,
     claim: Script,
     complete: Script,
     release: Script,
-}
-
-/// The connection, created on first use.
-#[derive(Default)]
-struct Slot {
-    /// The manager and its generation, once a first connection succeeded.
-    manager: Option<(u64, ConnectionManager)>,
-    next_generation: u64,
-    /// When the last attempt to create the manager failed.
-    failed_at: Option<Instant>,
 }
 
 /// Builder for [`RedisStore`], from [`RedisStore::builder`].
@@ -177,15 +162,33 @@ pub struct RedisStoreBuilder {
 
 impl RedisStore {
     /// Starts configuring a store for the server at `url`, e.g.
-    /// `redis://127.0.0.1:6379/0`, `redis://:password@host:6379/0` or
+    /// `redis://127.0.0.1:6379/0`, `rediss://user:password@host:6380/0` or
     /// `redis+unix:///run/redis.sock`. The URL is parsed by
     /// [`build`](RedisStoreBuilder::build); nothing connects until first use.
+    /// For a private CA, or to share one connection with the rate limiter
+    /// and the queue, build a [`RedisConnection`] and use
+    /// [`on`](Self::on).
     pub fn builder(url: &str) -> RedisStoreBuilder {
         RedisStoreBuilder {
             url: Zeroizing::new(url.to_owned()),
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             retry_after: DEFAULT_RETRY_AFTER,
+        }
+    }
+
+    /// A store on `conn` (shared with the rate limiter and the queue),
+    /// with the key prefix `key_prefix` (default
+    /// `"webhook-guard:dedupe:"`, see [`RedisStoreBuilder::key_prefix`]).
+    pub fn on(conn: RedisConnection, key_prefix: Option<&str>) -> Self {
+        RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                prefix: key_prefix.unwrap_or(DEFAULT_KEY_PREFIX).to_owned(),
+                claim: Script::new(CLAIM_LUA),
+                complete: Script::new(COMPLETE_LUA),
+                release: Script::new(RELEASE_LUA),
+            }),
         }
     }
 
@@ -198,9 +201,7 @@ impl RedisStore {
     /// An [`Unavailable`](super::StoreErrorKind::Unavailable) [`StoreError`]
     /// if Redis cannot be reached or does not answer in time.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
-            .await
-            .map(drop)
+        self.inner.conn.ping().await
     }
 
     /// The Redis key of `key`: the prefix and 64 hex digits.
@@ -209,115 +210,6 @@ impl RedisStore {
         name.push_str(&self.inner.prefix);
         name.push_str(&key.to_hex());
         name
-    }
-
-    /// Runs `op` on the connection (connecting first if needed), all within
-    /// the timeout. An operation that fails because the connection broke
-    /// (Redis restarted since the last call) is tried once more: the
-    /// manager reconnects on that second call, so the first delivery after
-    /// an outage is not refused. Every script is idempotent for its token,
-    /// so a repeated call cannot double-claim.
-    async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
-    where
-        F: Fn(ConnectionManager) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
-        let started = Instant::now();
-        let attempt = async {
-            let mut retried = false;
-            loop {
-                let (generation, conn) = self.manager(started).await?;
-                match op(conn).await {
-                    Ok(value) => return Ok(value),
-                    Err(e) => {
-                        if needs_new_manager(&e) {
-                            self.forget_manager(generation).await;
-                        }
-                        let broken =
-                            e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal();
-                        if broken && !retried {
-                            retried = true;
-                            continue;
-                        }
-                        return Err(self.unavailable(&e));
-                    }
-                }
-            }
-        };
-        match tokio::time::timeout(self.inner.timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(
-                StoreError::unavailable(UNREACHABLE, self.inner.retry_after).with_source(format!(
-                    "no answer within the {} ms timeout",
-                    self.inner.timeout.as_millis()
-                )),
-            ),
-        }
-    }
-
-    /// The connection manager, created on first use. The lock is held only
-    /// while the manager is created, so concurrent first calls share one
-    /// connection attempt instead of each opening their own; a call that
-    /// waited for an attempt that failed fails too, without trying again.
-    async fn manager(&self, started: Instant) -> Result<(u64, ConnectionManager), StoreError> {
-        let mut slot = self.inner.slot.lock().await;
-        if let Some((generation, manager)) = &slot.manager {
-            return Ok((*generation, manager.clone()));
-        }
-        if slot.failed_at.is_some_and(|at| at >= started) {
-            return Err(StoreError::unavailable(UNREACHABLE, self.inner.retry_after)
-                .with_source("connecting to Redis failed"));
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.inner.timeout))
-            .set_response_timeout(Some(self.inner.timeout))
-            // Reconnection is retried once in the background; after that
-            // each failing operation starts a new attempt, so service
-            // resumes on its own however long Redis was away.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(self.inner.timeout);
-        match ConnectionManager::new_with_config(self.inner.client.clone(), config).await {
-            Ok(manager) => {
-                let generation = slot.next_generation;
-                slot.next_generation = slot.next_generation.wrapping_add(1);
-                slot.manager = Some((generation, manager.clone()));
-                slot.failed_at = None;
-                Ok((generation, manager))
-            }
-            Err(e) => {
-                slot.failed_at = Some(Instant::now());
-                Err(self.unavailable(&e))
-            }
-        }
-    }
-
-    /// Drops the manager of `generation` (if it is still the current one),
-    /// so that the next operation connects afresh.
-    async fn forget_manager(&self, generation: u64) {
-        let mut slot = self.inner.slot.lock().await;
-        if slot.manager.as_ref().is_some_and(|(g, _)| *g == generation) {
-            slot.manager = None;
-        }
-    }
-
-    /// The error for a failed Redis call, with the password (if any)
-    /// redacted from the cause.
-    fn unavailable(&self, e: &RedisError) -> StoreError {
-        let mut cause = e.to_string();
-        if let Some(password) = self
-            .inner
-            .client
-            .get_connection_info()
-            .redis_settings()
-            .password()
-            .filter(|p| !p.is_empty())
-        {
-            if cause.contains(password) {
-                cause = cause.replace(password, "<redacted>");
-            }
-        }
-        StoreError::unavailable(UNREACHABLE, self.inner.retry_after).with_source(cause)
     }
 
     async fn eval(
@@ -329,32 +221,21 @@ impl RedisStore {
     ) -> Result<i64, StoreError> {
         let name = &self.redis_key(key);
         let value = &held_by(token);
-        self.run(|mut conn| async move {
-            let mut invocation = script.prepare_invoke();
-            invocation.key(name).arg(value);
-            if let Some(ttl) = ttl {
-                invocation.arg(ttl_ms(ttl));
-            }
-            invocation.invoke_async::<i64>(&mut conn).await
-        })
-        .await
+        // Every script is idempotent for its token, so the connection's
+        // one retry after a broken connection cannot double-claim.
+        self.inner
+            .conn
+            .run(|mut conn| async move {
+                let mut invocation = script.prepare_invoke();
+                invocation.key(name).arg(value);
+                if let Some(ttl) = ttl {
+                    invocation.arg(ttl_ms(ttl));
+                }
+                invocation.invoke_async::<i64>(&mut conn).await
+            })
+            .await
+            .map_err(|e| e.with_message(UNREACHABLE))
     }
-}
-
-/// Whether a failed call may have left the manager unable to recover by
-/// itself. The manager reconnects after I/O errors and dropped connections,
-/// but a reconnection that fails for another reason (a password or
-/// database the server refuses after a restart) would stick; such a
-/// manager is replaced by a fresh one on the next call.
-fn needs_new_manager(e: &RedisError) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::AuthenticationFailed
-            | ErrorKind::InvalidClientConfig
-            | ErrorKind::Client
-            | ErrorKind::RESP3NotSupported
-            | ErrorKind::Server(ServerErrorKind::ResponseError)
-    )
 }
 
 /// The value of a key claimed by `token`: `p:` and 32 hex digits.
@@ -450,47 +331,11 @@ impl RedisStoreBuilder {
     /// [`ConfigError::InvalidStore`] if the URL does not parse or the
     /// timeout is zero. The reason never quotes the URL.
     pub fn build(self) -> Result<RedisStore, ConfigError> {
-        if self.timeout.is_zero() {
-            return Err(ConfigError::InvalidStore {
-                reason: "the Redis timeout must be greater than zero".to_owned(),
-            });
-        }
-        let client = Client::open(self.url.as_str()).map_err(|_| ConfigError::InvalidStore {
-            reason: url_problem(&self.url).to_owned(),
-        })?;
-        Ok(RedisStore {
-            inner: Arc::new(Inner {
-                client,
-                prefix: self.key_prefix,
-                timeout: self.timeout,
-                retry_after: self.retry_after,
-                slot: Mutex::new(Slot::default()),
-                claim: Script::new(CLAIM_LUA),
-                complete: Script::new(COMPLETE_LUA),
-                release: Script::new(RELEASE_LUA),
-            }),
-        })
-    }
-}
-
-/// Why `url` did not parse, without quoting any of it.
-fn url_problem(url: &str) -> &'static str {
-    let scheme = url
-        .split_once("://")
-        .map(|(scheme, _)| scheme.to_ascii_lowercase());
-    match scheme.as_deref() {
-        Some("rediss" | "valkeys") => {
-            "the Redis URL asks for TLS, which needs a TLS feature of the redis crate \
-             (tls-rustls or tls-native-tls)"
-        }
-        Some("redis" | "valkey" | "redis+unix" | "valkey+unix" | "unix") => {
-            "the Redis URL is not valid (expected redis://[[user]:password@]host[:port][/db] \
-             or redis+unix:///path)"
-        }
-        _ => {
-            "not a Redis URL (expected redis://[[user]:password@]host[:port][/db] \
-              or redis+unix:///path)"
-        }
+        let conn = RedisConnection::builder(&self.url)
+            .timeout(self.timeout)
+            .retry_after(self.retry_after)
+            .build()?;
+        Ok(RedisStore::on(conn, Some(&self.key_prefix)))
     }
 }
 
@@ -542,7 +387,6 @@ mod tests {
         for url in [
             "http://:hunter2@127.0.0.1:1/",
             "redis://:hunter2@127.0.0.1:1/notadb",
-            "rediss://:hunter2@127.0.0.1:1/",
             "hunter2",
         ] {
             match RedisStore::builder(url).build() {
