@@ -159,7 +159,12 @@ use crate::observe::{Observer, RateLimitEvent, RateLimitRecord};
 use crate::{Networks, ProxyHeader, Rejection, RejectionKind};
 
 mod gcra;
+#[cfg(feature = "redis")]
+mod redis;
 mod service;
+
+#[cfg(feature = "redis")]
+pub use self::redis::RedisFallback;
 
 use gcra::{Gcra, Keyed, Origin, Slot};
 pub use service::{IntoMakeServiceWithRateLimit, RateLimit, ResponseFuture};
@@ -220,6 +225,21 @@ struct Inner {
     /// The per-reason allowance of refusal events.
     logs: LogLimiter,
     observer: Option<Arc<dyn Observer>>,
+    /// The quotas and lockout shared through Redis, if any.
+    #[cfg(feature = "redis")]
+    shared: Option<SharedQuotas>,
+}
+
+/// A shared limiter's Redis side and the quotas it charges there.
+#[cfg(feature = "redis")]
+struct SharedQuotas {
+    redis: self::redis::Shared,
+    default: self::redis::Cell,
+    sender: self::redis::Cell,
+    lockout: Option<self::redis::Cell>,
+    /// The per-replica share used while Redis is down
+    /// ([`RedisFallback::Local`] with more than one replica).
+    fallback: Option<(Class, Option<Class>)>,
 }
 
 /// One request quota: its settings and its clients.
@@ -395,6 +415,8 @@ impl RateLimiter {
             max_tracked: NonZeroUsize::new(DEFAULT_MAX_TRACKED_CLIENTS).unwrap_or(NonZeroUsize::MIN),
             logs_per_second: NonZeroU32::new(DEFAULT_REJECTION_LOGS_PER_SECOND).unwrap_or(NonZeroU32::MIN),
             observer: None,
+            #[cfg(feature = "redis")]
+            shared: None,
         }
     }
 
@@ -503,6 +525,122 @@ impl RateLimiter {
         self.report(RateLimitEvent::Refunded, charge.sender);
     }
 
+    /// Whether the limiter shares its quotas through Redis
+    /// ([`RateLimiterBuilder::shared`]).
+    pub fn is_shared(&self) -> bool {
+        #[cfg(feature = "redis")]
+        {
+            self.inner.shared.is_some()
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            false
+        }
+    }
+
+    /// Whether a shared limiter found Redis unreachable on its last call
+    /// and is applying its [`RedisFallback`]; `false` for a local limiter.
+    #[cfg(feature = "redis")]
+    pub fn shared_fallback_active(&self) -> bool {
+        self.inner.shared.as_ref().is_some_and(|s| s.redis.is_down())
+    }
+
+    /// The shared part of [`admit`](Self::admit): the client's quota and
+    /// lockout in Redis, or the fallback while Redis is unreachable.
+    #[cfg(feature = "redis")]
+    pub(crate) async fn admit_shared(&self, ip: IpAddr, charge: Charge) -> Result<(), Rejection> {
+        use self::redis::Verdict;
+        let Some(shared) = &self.inner.shared else {
+            return Ok(());
+        };
+        let key = IpKey::of(ip);
+        let quota = if charge.sender {
+            shared.sender
+        } else {
+            shared.default
+        };
+        let verdict = shared
+            .redis
+            .admit(key, charge.sender, quota, shared.lockout)
+            .await;
+        let limited = |wait: Duration| {
+            let class = match (&self.inner.sender, charge.sender) {
+                (Some(class), true) => class,
+                _ => &self.inner.default,
+            };
+            self.report(RateLimitEvent::Limited, charge.sender);
+            Err(Rejection::new(
+                RejectionKind::RateLimited,
+                format!(
+                    "this client is over its quota of {} requests a second (burst {}); retry later",
+                    class.per_second, class.burst
+                ),
+            )
+            .with_retry_after(wait))
+        };
+        match verdict {
+            Verdict::Admitted => Ok(()),
+            Verdict::Limited(wait) => limited(wait),
+            Verdict::LockedOut(wait) => {
+                self.report(RateLimitEvent::LockedOut, false);
+                Err(Rejection::new(
+                    RejectionKind::TooManyFailedAuthentications,
+                    "too many requests from this client failed authentication; retry later",
+                )
+                .with_retry_after(wait))
+            }
+            Verdict::Unreachable => match shared.redis.fallback {
+                RedisFallback::Allow => Ok(()),
+                RedisFallback::Deny => limited(Duration::from_secs(1)),
+                RedisFallback::Local { .. } => {
+                    let Some((default, sender)) = &shared.fallback else {
+                        // One replica: the local front check already
+                        // charged the whole quota.
+                        return Ok(());
+                    };
+                    let class = match (sender, charge.sender) {
+                        (Some(class), true) => class,
+                        _ => default,
+                    };
+                    match class.keyed.charge(key, self.inner.origin.now()) {
+                        Ok(_) => Ok(()),
+                        Err(wait) => limited(wait),
+                    }
+                }
+            },
+        }
+    }
+
+    /// After the response, for a shared limiter: refunds a fresh verified
+    /// delivery's charge in Redis (in the background) and charges a failed
+    /// authentication there (before the response leaves, so the client's
+    /// next request on any replica sees it).
+    #[cfg(feature = "redis")]
+    pub(crate) async fn settle_shared(&self, ip: IpAddr, charge: Charge, fresh: bool, failed_auth: bool) {
+        let Some(shared) = &self.inner.shared else {
+            return;
+        };
+        let key = IpKey::of(ip);
+        if fresh && (charge.sender || self.inner.refund_everyone) {
+            let limiter = self.clone();
+            let quota = if charge.sender {
+                shared.sender
+            } else {
+                shared.default
+            };
+            tokio::spawn(async move {
+                if let Some(shared) = &limiter.inner.shared {
+                    shared.redis.refund(key, charge.sender, quota).await;
+                }
+            });
+        }
+        if failed_auth {
+            if let Some(lockout) = shared.lockout {
+                shared.redis.failed(key, lockout).await;
+            }
+        }
+    }
+
     /// Reports an event to the observer, if any.
     #[inline]
     fn report(&self, event: RateLimitEvent, sender: bool) {
@@ -553,9 +691,47 @@ pub struct RateLimiterBuilder {
     max_tracked: NonZeroUsize,
     logs_per_second: NonZeroU32,
     observer: Option<Arc<dyn Observer>>,
+    #[cfg(feature = "redis")]
+    shared: Option<(crate::fleet::RedisConnection, String, RedisFallback)>,
 }
 
 impl RateLimiterBuilder {
+    /// Shares the quotas and the failed-authentication lockout with every
+    /// replica on the same Redis (feature `redis`): each client's quota is
+    /// one GCRA timestamp in Redis, updated by one Lua script per request
+    /// with the Redis server's clock, so three replicas grant a client its
+    /// quota once, not three times. The lockout is counted there too, so it
+    /// follows a guessing client from replica to replica.
+    ///
+    /// The local quota stays in front (a replica never grants more than
+    /// the whole quota on its own), and a client Redis refused is refused
+    /// locally until its wait is over, so a flood from one client costs no
+    /// round trip per request. Keys: `prefix` (default
+    /// `"webhook-guard:rate:"`), the client in a hash tag
+    /// (`{4:7f000001}`, `{6:<the /64>}`), then `:d` (default quota), `:s`
+    /// (sender quota) or `:a` (failed authentications); each expires when
+    /// its quota is full again. While Redis is unreachable the
+    /// [`RedisFallback`] applies (see [`shared_fallback`](Self::shared_fallback)).
+    #[cfg(feature = "redis")]
+    pub fn shared(mut self, redis: crate::fleet::RedisConnection, prefix: Option<&str>) -> Self {
+        let fallback = self.shared.as_ref().map(|s| s.2).unwrap_or_default();
+        let prefix = prefix.unwrap_or(self::redis::DEFAULT_PREFIX).to_owned();
+        self.shared = Some((redis, prefix, fallback));
+        self
+    }
+
+    /// What a [shared](Self::shared) limiter does while Redis is
+    /// unreachable. Default [`RedisFallback::Local`] with one replica.
+    /// Has no effect on a local limiter; call it after
+    /// [`shared`](Self::shared).
+    #[cfg(feature = "redis")]
+    pub fn shared_fallback(mut self, fallback: RedisFallback) -> Self {
+        if let Some(shared) = &mut self.shared {
+            shared.2 = fallback;
+        }
+        self
+    }
+
     /// Sustained requests per second per client. Default 50.
     pub fn per_second(mut self, rate: NonZeroU32) -> Self {
         self.per_second = rate;
@@ -673,6 +849,8 @@ impl RateLimiterBuilder {
             locked: AtomicUsize::new(0),
             max,
         });
+        #[cfg(feature = "redis")]
+        let has_senders = !self.senders.is_empty();
         let sender =
             (!self.senders.is_empty()).then(|| Class::new(self.sender_per_second, self.sender_burst, max));
         RateLimiter {
@@ -689,6 +867,32 @@ impl RateLimiterBuilder {
                 failures,
                 logs: LogLimiter::new(self.logs_per_second),
                 observer: self.observer,
+                #[cfg(feature = "redis")]
+                shared: self.shared.map(|(conn, prefix, fallback)| {
+                    use self::redis::Cell;
+                    let second = Duration::from_secs(1);
+                    let fallback_classes = match fallback {
+                        RedisFallback::Local { replicas } if replicas.get() > 1 => {
+                            let share = |n: NonZeroU32| {
+                                NonZeroU32::new(n.get() / replicas.get()).unwrap_or(NonZeroU32::MIN)
+                            };
+                            Some((
+                                Class::new(share(self.per_second), share(self.burst), max),
+                                has_senders.then(|| {
+                                    Class::new(share(self.sender_per_second), share(self.sender_burst), max)
+                                }),
+                            ))
+                        }
+                        _ => None,
+                    };
+                    SharedQuotas {
+                        redis: self::redis::Shared::new(conn, prefix, fallback),
+                        default: Cell::new(self.per_second, second, self.burst),
+                        sender: Cell::new(self.sender_per_second, second, self.sender_burst),
+                        lockout: self.failed_auth.map(|n| Cell::new(n, Duration::from_secs(60), n)),
+                        fallback: fallback_classes,
+                    }
+                }),
             }),
         }
     }

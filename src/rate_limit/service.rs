@@ -65,8 +65,9 @@ impl<S> RateLimit<S> {
 
 impl<S, B> Service<Request<B>> for RateLimit<S>
 where
-    S: Service<Request<B>, Response = Response>,
+    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    B: Send + 'static,
 {
     type Response = Response;
     type Error = S::Error;
@@ -84,6 +85,34 @@ where
         let extensions = req.extensions_mut();
         extensions.insert(ClientIp::new(client));
         extensions.insert(ConnectInfo(self.peer));
+        #[cfg(feature = "redis")]
+        if self.limiter.is_shared() {
+            // The shared check awaits Redis before the inner service is
+            // called: take the service that was polled ready, leave a
+            // clone in its place.
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            let limiter = self.limiter.clone();
+            return ResponseFuture::new(async move {
+                if let Err(rejection) = limiter.admit_shared(client, charge).await {
+                    return Ok(refuse(&limiter, rejection));
+                }
+                let response = inner.call(req).await?;
+                let fresh = response.extensions().get::<FreshDelivery>().is_some();
+                if fresh {
+                    limiter.refund(charge);
+                }
+                let failed_auth = response
+                    .extensions()
+                    .get::<Rejection>()
+                    .is_some_and(|r| r.kind().is_authentication_failure());
+                if failed_auth {
+                    limiter.failed_authentication(client);
+                }
+                limiter.settle_shared(client, charge, fresh, failed_auth).await;
+                Ok(response)
+            });
+        }
         let future = self.inner.call(req);
         let limiter = self.limiter.clone();
         ResponseFuture::new(async move {
