@@ -101,7 +101,11 @@ use crate::observe::{Answered, Observer, QueueEvent, QueueRecord};
 use crate::{Clock as _, ConfigError, Rejection, RejectionKind, SystemClock, VerifiedWebhook};
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod storage;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisQueue, RedisQueueBuilder};
 pub use memory::MemoryQueue;
 pub use storage::{ClaimSettlement, DeadLetter, Delivery, Job, JobId, QueueStorage, Taken};
 
