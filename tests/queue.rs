@@ -378,3 +378,30 @@ mod sqlite {
         assert!(handle.shutdown(Duration::from_secs(10)).await);
     }
 }
+
+#[cfg(feature = "redis")]
+#[path = "support/redis.rs"]
+mod redis_support;
+
+/// The same behaviour on Redis Streams, with the dedupe keys in the same
+/// Redis (one connection, a key prefix and a queue name of its own).
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_queue_retries_buries_and_requeues() {
+    use webhook_guard::dedupe::RedisStore;
+    use webhook_guard::fleet::RedisConnection;
+    use webhook_guard::queue::RedisQueue;
+
+    let redis = redis_support::TestRedis::new("queue_retries");
+    let conn = RedisConnection::builder(redis.url())
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let storage = RedisQueue::builder(conn.clone())
+        .name(format!("{}queue", redis.prefix()))
+        .poll_interval(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let store = RedisStore::on(conn, Some(&format!("{}dedupe:", redis.prefix())));
+    retries_dead_letters_and_requeue(Some(Arc::new(storage)), Arc::new(store)).await;
+}
