@@ -182,6 +182,10 @@ struct Config {
     log: Option<ProcessedLog>,
     #[cfg(feature = "tls")]
     tls: Option<webhook_guard::serve::TlsConfig>,
+    /// `WEBHOOK_REDIS_URL`: the Redis every replica shares (dedupe, quotas,
+    /// lockout, queue).
+    #[cfg(feature = "redis")]
+    redis: Option<fleet::Fleet>,
 }
 
 fn number(var: &'static str, default: u64, what: &str) -> Result<u64, EnvError> {
@@ -286,6 +290,21 @@ fn config() -> Result<Config, EnvError> {
         "WEBHOOK_SENDER_RATE_BURST",
         webhook_guard::rate_limit::DEFAULT_SENDER_BURST,
     )?;
+    #[cfg(feature = "redis")]
+    let redis = fleet::Fleet::from_env()?;
+    #[cfg(not(feature = "redis"))]
+    for var in [
+        "WEBHOOK_RATE_REDIS_FALLBACK",
+        "WEBHOOK_REDIS_CA_FILE",
+        "WEBHOOK_QUEUE_LEASE_SECS",
+    ] {
+        if common::var(var)?.is_some() {
+            return Err(EnvError::new(
+                var,
+                "is set, but this receiver was built without the `redis` feature (add --features redis)",
+            ));
+        }
+    }
     let limiter = RateLimiter::builder()
         .per_second(per_second)
         .burst(burst)
@@ -298,9 +317,25 @@ fn config() -> Result<Config, EnvError> {
         // pin one with `ProxyHeader::XForwardedFor` or `Forwarded` in
         // production, matching what your proxy writes.
         .proxy_header(ProxyHeader::XForwardedForThenForwarded)
-        .observer(metrics.clone())
-        .build();
+        .observer(metrics.clone());
+    #[cfg(feature = "redis")]
+    let limiter = match &redis {
+        Some(fleet) => limiter
+            .shared(fleet.conn.clone(), None)
+            .shared_fallback(fleet.fallback),
+        None => limiter,
+    };
+    let limiter = limiter.build();
     let state = state()?;
+    #[cfg(feature = "redis")]
+    let (store, store_name) = match &redis {
+        Some(fleet) => (
+            Arc::new(webhook_guard::dedupe::RedisStore::on(fleet.conn.clone(), None)) as Arc<dyn DedupeStore>,
+            "redis (WEBHOOK_REDIS_URL)",
+        ),
+        None => store(state.as_ref())?,
+    };
+    #[cfg(not(feature = "redis"))]
     let (store, store_name) = store(state.as_ref())?;
     let budget = BodyBudget::new(inflight);
     let (token_var, token_default) = common::META_VERIFY_TOKEN;
@@ -413,7 +448,142 @@ fn config() -> Result<Config, EnvError> {
         log,
         #[cfg(feature = "tls")]
         tls,
+        #[cfg(feature = "redis")]
+        redis,
     })
+}
+
+/// `WEBHOOK_REDIS_URL` and what goes with it (feature `redis`).
+#[cfg(feature = "redis")]
+mod fleet {
+    use std::time::Duration;
+
+    use webhook_guard::fleet::{CheckError, RedisConnection};
+    use webhook_guard::queue::RedisQueue;
+    use webhook_guard::rate_limit::RedisFallback;
+
+    use super::common::{self, EnvError};
+
+    const URL: &str = "WEBHOOK_REDIS_URL";
+
+    /// The shared Redis and the settings of the pieces kept there.
+    pub(crate) struct Fleet {
+        pub(crate) conn: RedisConnection,
+        pub(crate) fallback: RedisFallback,
+        pub(crate) lease: Duration,
+        pub(crate) wait_for_aof: Option<Duration>,
+    }
+
+    impl Fleet {
+        /// Reads the variables; `None` without `WEBHOOK_REDIS_URL` (the
+        /// other Redis variables are then an error, not silently unused).
+        pub(crate) fn from_env() -> Result<Option<Self>, EnvError> {
+            let Some(url) = common::var(URL)? else {
+                for var in [
+                    "WEBHOOK_RATE_REDIS_FALLBACK",
+                    "WEBHOOK_REDIS_CA_FILE",
+                    "WEBHOOK_QUEUE_LEASE_SECS",
+                    "WEBHOOK_REDIS_WAITAOF_MS",
+                ] {
+                    if common::var(var)?.is_some() {
+                        return Err(EnvError::new(var, "is set, but WEBHOOK_REDIS_URL is not"));
+                    }
+                }
+                return Ok(None);
+            };
+            let mut builder = RedisConnection::builder(url.trim());
+            if let Some(path) = common::var("WEBHOOK_REDIS_CA_FILE")? {
+                let pem = std::fs::read(path.trim()).map_err(|e| {
+                    EnvError::new(
+                        "WEBHOOK_REDIS_CA_FILE",
+                        format!("cannot read {}: {e}", path.trim()),
+                    )
+                })?;
+                builder = builder.ca_pem(pem);
+            }
+            let conn = builder.build().map_err(|e| EnvError::new(URL, e.to_string()))?;
+            let fallback = match common::var("WEBHOOK_RATE_REDIS_FALLBACK")?
+                .as_deref()
+                .map(str::trim)
+            {
+                None | Some("local") => RedisFallback::default(),
+                Some("allow") => RedisFallback::Allow,
+                Some("deny") => RedisFallback::Deny,
+                Some(other) => {
+                    return Err(EnvError::new(
+                        "WEBHOOK_RATE_REDIS_FALLBACK",
+                        format!("{other:?} is none of local, allow, deny"),
+                    ))
+                }
+            };
+            let lease = super::seconds("WEBHOOK_QUEUE_LEASE_SECS", 60)?;
+            let wait_for_aof = match common::var("WEBHOOK_REDIS_WAITAOF_MS")? {
+                None => None,
+                Some(_) => Some(Duration::from_millis(super::number(
+                    "WEBHOOK_REDIS_WAITAOF_MS",
+                    1000,
+                    "a whole number of milliseconds",
+                )?)),
+            };
+            Ok(Some(Self {
+                conn,
+                fallback,
+                lease,
+                wait_for_aof,
+            }))
+        }
+
+        /// The start-up check: a certificate that does not verify or
+        /// refused credentials stop the receiver; an unreachable Redis is
+        /// a warning (requests get 503 until it answers); what would lose
+        /// state is a warning each.
+        pub(crate) async fn check(&self) -> Result<(), EnvError> {
+            match self.conn.check().await {
+                Ok(report) => {
+                    for warning in report.warnings() {
+                        eprintln!("warning: {warning}");
+                    }
+                    if self.wait_for_aof.is_some() && !report.has_waitaof() {
+                        return Err(EnvError::new(
+                            "WEBHOOK_REDIS_WAITAOF_MS",
+                            format!(
+                                "is set, but this Redis ({}) has no WAITAOF (needs 7.2 or later)",
+                                report.version.as_deref().unwrap_or("unknown version")
+                            ),
+                        ));
+                    }
+                    println!(
+                        "redis: reachable (version {}, append-only {})",
+                        report.version.as_deref().unwrap_or("unknown"),
+                        match report.append_only {
+                            Some(true) => "on",
+                            Some(false) => "off",
+                            None => "unknown",
+                        }
+                    );
+                    Ok(())
+                }
+                Err(e @ (CheckError::Tls(_) | CheckError::Auth(_))) => Err(EnvError::new(URL, e.to_string())),
+                Err(e) => {
+                    eprintln!(
+                        "warning: {URL}: {e}; starting anyway: requests that need Redis get 503 until it answers"
+                    );
+                    Ok(())
+                }
+            }
+        }
+
+        /// The Redis Streams queue of `WEBHOOK_ACK=queue`.
+        pub(crate) fn queue(&self) -> Result<RedisQueue, EnvError> {
+            let mut builder = RedisQueue::builder(self.conn.clone()).lease(self.lease);
+            if let Some(wait) = self.wait_for_aof {
+                builder = builder.wait_for_aof(wait);
+            }
+            builder
+                .build()
+                .map_err(|e| EnvError::new("WEBHOOK_QUEUE_LEASE_SECS", e.to_string()))
+        }
+    }
 }
 
 /// `WEBHOOK_TLS_CERT` and `WEBHOOK_TLS_KEY`: both or neither.
@@ -849,6 +1019,10 @@ fn queue(config: &Config) -> Result<(AckQueue, AckQueueHandle), EnvError> {
     if let Some(state) = &config.state {
         builder = builder.storage(state.queue());
     }
+    #[cfg(feature = "redis")]
+    if let Some(fleet) = &config.redis {
+        builder = builder.storage(fleet.queue()?);
+    }
     builder
         .spawn(events(config.log.clone()))
         .map_err(|e| EnvError::new("WEBHOOK_ACK", e.to_string()))
@@ -863,6 +1037,10 @@ const ADMIN_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// The capacity of the `WEBHOOK_ACK=queue` queue: the SQLite or in-memory
 /// default (the demo does not change it).
 fn queue_capacity(config: &Config) -> usize {
+    #[cfg(feature = "redis")]
+    if config.redis.is_some() {
+        return webhook_guard::queue::DEFAULT_CAPACITY;
+    }
     if config.state.is_some() {
         webhook_guard::sqlite::DEFAULT_QUEUE_CAPACITY
     } else {
@@ -896,6 +1074,11 @@ async fn sample(
 
 /// `receiver dead-letters` and `receiver requeue-dead-letters`.
 async fn dead_letter_command(command: &str) -> Result<(), EnvError> {
+    #[cfg(feature = "redis")]
+    if let Some(fleet) = fleet::Fleet::from_env()? {
+        fleet.check().await?;
+        return print_dead_letters(command, fleet.queue()?, "WEBHOOK_REDIS_URL").await;
+    }
     let Some(dir) = common::var("WEBHOOK_STATE_DIR")? else {
         return Err(EnvError::new(
             "WEBHOOK_STATE_DIR",
@@ -917,9 +1100,16 @@ async fn dead_letter_command(command: &str) -> Result<(), EnvError> {
         .beside_owner()
         .open()
         .map_err(|e| EnvError::new("WEBHOOK_STATE_DIR", e.to_string()))?;
-    let storage = state.queue();
-    let failed = |e: webhook_guard::dedupe::StoreError| EnvError::new("WEBHOOK_STATE_DIR", e.to_string());
-    use webhook_guard::queue::QueueStorage as _;
+    print_dead_letters(command, state.queue(), "WEBHOOK_STATE_DIR").await
+}
+
+/// Lists or requeues the dead letters of `storage`.
+async fn print_dead_letters(
+    command: &str,
+    storage: impl webhook_guard::queue::QueueStorage,
+    var: &'static str,
+) -> Result<(), EnvError> {
+    let failed = |e: webhook_guard::dedupe::StoreError| EnvError::new(var, e.to_string());
     if command == "requeue-dead-letters" {
         let n = storage.requeue_dead(None).await.map_err(failed)?;
         println!("{{\"requeued\":{n}}}");
@@ -1006,6 +1196,13 @@ async fn main() -> ExitCode {
             }
         },
     };
+    #[cfg(feature = "redis")]
+    if let Some(fleet) = &config.redis {
+        if let Err(e) = fleet.check().await {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let queue = match config.ack {
         Ack::Sync => None,
         Ack::Queue => match queue(&config) {
@@ -1045,6 +1242,7 @@ async fn main() -> ExitCode {
         match (&queue, &config.state) {
             (None, _) => "sync (the handler runs before the answer)",
             (Some(_), Some(_)) => "queue (202, stored in SQLite before the answer)",
+            (Some((q, _)), None) if q.is_durable() => "queue (202, stored in Redis before the answer)",
             (Some(_), None) => "queue (202, in memory: lost on a crash)",
         },
         config.limiter
