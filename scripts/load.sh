@@ -15,6 +15,14 @@
 #                 file (committed with fsync before the 202), kept in a fresh
 #                 directory under TMPDIR (default /tmp): put TMPDIR on the
 #                 disk you mean to measure
+#   stack-redis   stack with the whole state in Redis: the limiter shared
+#                 through Redis, the dedupe keys in a RedisStore
+#   queue-redis   queue-mem with the whole state in Redis (shared limiter,
+#                 RedisStore, RedisQueue)
+# The Redis modes use a redis-server the script starts on a free loopback
+# port (appendonly yes, appendfsync always: the durable configuration the
+# docs recommend), pinned to the server's CPU, since it is the server's
+# state; set WEBHOOK_GUARD_REDIS_URL to use one you run instead.
 # each pinned to one CPU and driven by wrk pinned to another, over loopback,
 # with a pool of distinct pre-signed deliveries (1 KiB bodies). LOAD_MODES
 # picks the modes (default "bare stack full"); they run in alternation
@@ -30,6 +38,8 @@
 #                                        # the same at one offered load (~8 000/s)
 #   LOAD_MODES="stack stack-metrics" bash scripts/load.sh
 #                                        # what metrics cost over HTTP
+#   LOAD_MODES="stack stack-redis queue-mem queue-redis" bash scripts/load.sh
+#                                        # the whole state in Redis against in memory
 #
 # Knobs: LOAD_MODES ("bare stack full"), LOAD_ROUNDS (3), LOAD_SECONDS (10),
 # LOAD_CONNECTIONS (32), LOAD_PACE_MS (0: each connection sends its next
@@ -101,8 +111,8 @@ done
 declare -A seen
 for mode in "${modes[@]}"; do
   case $mode in
-    bare | stack | stack-metrics | full | queue-mem | queue-sqlite) ;;
-    *) die "LOAD_MODES: unknown mode '$mode' (bare, stack, stack-metrics, full, queue-mem, queue-sqlite)" ;;
+    bare | stack | stack-metrics | full | queue-mem | queue-sqlite | stack-redis | queue-redis) ;;
+    *) die "LOAD_MODES: unknown mode '$mode' (bare, stack, stack-metrics, full, queue-mem, queue-sqlite, stack-redis, queue-redis)" ;;
   esac
   [ -z "${seen[$mode]:-}" ] || die "LOAD_MODES names '$mode' twice"
   seen[$mode]=1
@@ -176,6 +186,10 @@ cleanup() {
     kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
   fi
+  if [ -n "${redis_pid:-}" ]; then
+    kill "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -183,6 +197,35 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 pool=$work/pool.tsv
+
+# --- Redis for the Redis modes -------------------------------------------------
+
+redis_pid=
+needs_redis=
+for mode in "${modes[@]}"; do
+  [[ $mode == *-redis ]] && needs_redis=1
+done
+if [ -n "$needs_redis" ] && [ -z "${WEBHOOK_GUARD_REDIS_URL:-}" ]; then
+  command -v redis-server >/dev/null || die "the Redis modes need redis-server (apt-get install redis-server)"
+  mkdir -p "$work/redis"
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    redis_port=$((20000 + RANDOM % 12000))
+    taskset -c "$server_cpu" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
+      --appendonly yes --appendfsync always --dir "$work/redis" --logfile "$work/redis/redis.log" &
+    redis_pid=$!
+    for _ in $(seq 50); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break
+      kill -0 "$redis_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break
+    wait "$redis_pid" 2>/dev/null || true
+    redis_pid=
+  done
+  [ -n "$redis_pid" ] || die "could not start redis-server on a loopback port"
+  export WEBHOOK_GUARD_REDIS_URL="redis://127.0.0.1:$redis_port/"
+  echo "load: redis-server for the Redis modes on port $redis_port (appendfsync always)" >&2
+fi
 
 # --- one measurement ---------------------------------------------------------
 

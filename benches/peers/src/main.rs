@@ -2,7 +2,7 @@
 //! benchmark (`scripts/load.sh`).
 //!
 //! ```text
-//! webhook-guard-peers serve <mode> <addr>   # bare|stack|stack-metrics|full|queue-mem|queue-sqlite; addr e.g. 127.0.0.1:0
+//! webhook-guard-peers serve <mode> <addr>   # bare|stack|stack-metrics|full|queue-mem|queue-sqlite|stack-redis|queue-redis; addr e.g. 127.0.0.1:0
 //! webhook-guard-peers gen <n> <file>        # n signed deliveries for wrk
 //! webhook-guard-peers simulate [options]    # a sender's peak against the demo receiver
 //! ```
@@ -22,7 +22,7 @@ mod serve;
 mod simulate;
 
 const USAGE: &str = "\
-usage: webhook-guard-peers serve <bare|stack|stack-metrics|full|queue-mem|queue-sqlite> <addr>
+usage: webhook-guard-peers serve <bare|stack|stack-metrics|full|queue-mem|queue-sqlite|stack-redis|queue-redis> <addr>
        webhook-guard-peers gen <n> <file>
        webhook-guard-peers simulate [options]
 
@@ -34,6 +34,8 @@ serve  runs one of the load benchmark's servers on <addr> (port 0: any free
        full:  stack + JSON Schema validation + typed dispatch
        queue-mem:    stack, the handler run by an in-memory AckQueue (202)
        queue-sqlite: queue-mem with dedupe and queue in one SQLite file
+       stack-redis:  stack with the limiter and dedupe in Redis (WEBHOOK_GUARD_REDIS_URL)
+       queue-redis:  queue-mem with the limiter, dedupe and queue in Redis
 gen    writes <n> distinct signed GitHub deliveries (1 KiB bodies) to <file>,
        one a line, for scripts/load/pool.lua
 simulate  sends a provider's signed deliveries to the demo receiver from

@@ -8,6 +8,8 @@
 //! | `full` | `stack` plus JSON Schema validation, and typed dispatch through an `EventRouter` to a serde-struct handler |
 //! | `queue-mem` | `stack`, but the handler runs on the workers of an `AckQueue` kept in memory (`MemoryQueue`); the request is answered 202 once queued |
 //! | `queue-sqlite` | `queue-mem` with the dedupe keys and the queue in one `SqliteState` file (fsync before the 202, the claim settled in the enqueue's transaction) |
+//! | `stack-redis` | `stack` with the whole state in Redis: the limiter shared (`RateLimiterBuilder::shared`) and the dedupe keys in a `RedisStore`, on the Redis at `WEBHOOK_GUARD_REDIS_URL` |
+//! | `queue-redis` | `queue-mem` with the whole state in Redis: shared limiter, `RedisStore` dedupe and a `RedisQueue` |
 //!
 //! The two queue modes have the same queue capacity ([`QUEUE_CAPACITY`])
 //! and workers ([`QUEUE_WORKERS`]). `queue-sqlite` keeps its file in a
@@ -36,12 +38,14 @@ use axum::routing::{get, post, post_service};
 use axum::Router;
 use bytes::Bytes;
 use http::{header, StatusCode};
+use webhook_guard::dedupe::RedisStore;
 use webhook_guard::dedupe::{
     Claim, Dedupe, DedupeKey, DedupeStore, LeaseToken, MemoryStore, Retention, StoreFuture,
 };
 use webhook_guard::dispatch::{Event, EventRouter, HandlerError};
+use webhook_guard::fleet::RedisConnection;
 use webhook_guard::metrics::MetricsObserver;
-use webhook_guard::queue::AckQueue;
+use webhook_guard::queue::{AckQueue, RedisQueue};
 use webhook_guard::schema::Schemas;
 use webhook_guard::sqlite::SqliteState;
 use webhook_guard::{RateLimiter, Scheme, Verifier};
@@ -87,6 +91,8 @@ pub(crate) enum Mode {
     Full,
     QueueMem,
     QueueSqlite,
+    StackRedis,
+    QueueRedis,
 }
 
 impl Mode {
@@ -99,6 +105,8 @@ impl Mode {
             Self::Full => "full",
             Self::QueueMem => "queue-mem",
             Self::QueueSqlite => "queue-sqlite",
+            Self::StackRedis => "stack-redis",
+            Self::QueueRedis => "queue-redis",
         }
     }
 
@@ -110,6 +118,8 @@ impl Mode {
             "full" => Some(Self::Full),
             "queue-mem" => Some(Self::QueueMem),
             "queue-sqlite" => Some(Self::QueueSqlite),
+            "stack-redis" => Some(Self::StackRedis),
+            "queue-redis" => Some(Self::QueueRedis),
             _ => None,
         }
     }
@@ -257,8 +267,34 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
 
+    // The Redis modes' connection.
+    let redis = match mode {
+        Mode::StackRedis | Mode::QueueRedis => Some(redis_connection().await?),
+        _ => None,
+    };
     // The queue modes' verifier, queue and its handle.
     let mut queued = None;
+    if let (Mode::QueueRedis, Some(redis)) = (mode, &redis) {
+        let configuration = |e: webhook_guard::ConfigError| format!("configuration: {e}");
+        let verifier = verifier(
+            mode,
+            &stats,
+            RedisStore::on(redis.clone(), Some(&redis_prefix("dedupe"))),
+            None,
+        )
+        .map_err(configuration)?;
+        let storage = RedisQueue::builder(redis.clone())
+            .name(redis_prefix("queue"))
+            .capacity(NonZeroUsize::new(QUEUE_CAPACITY).unwrap_or(NonZeroUsize::MIN))
+            .build()
+            .map_err(configuration)?;
+        let (queue, handle) = AckQueue::builder()
+            .storage(storage)
+            .workers(NonZeroUsize::new(QUEUE_WORKERS).unwrap_or(NonZeroUsize::MIN))
+            .spawn(bytes_handler(&stats).with_state(()))
+            .map_err(configuration)?;
+        queued = Some((verifier, queue, handle));
+    }
     if matches!(mode, Mode::QueueMem | Mode::QueueSqlite) {
         let configuration = |e: webhook_guard::ConfigError| format!("configuration: {e}");
         // `queue-sqlite` has a directory for its file; `queue-mem` none.
@@ -295,6 +331,9 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
                 ", queue of {QUEUE_CAPACITY} in SQLite under {} with {QUEUE_WORKERS} workers",
                 dir.path().display()
             ),
+            (Some(_), None) if mode == Mode::QueueRedis => {
+                format!(", queue of {QUEUE_CAPACITY} in Redis with {QUEUE_WORKERS} workers")
+            }
             (Some(_), None) => format!(", queue of {QUEUE_CAPACITY} in memory with {QUEUE_WORKERS} workers"),
             _ => String::new(),
         }
@@ -330,13 +369,21 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
                 .with_graceful_shutdown(shutdown())
                 .await
         }
-        Mode::Stack | Mode::StackMetrics | Mode::Full => {
+        Mode::Stack | Mode::StackMetrics | Mode::Full | Mode::StackRedis => {
             let observer = match mode {
                 Mode::StackMetrics => Some(install_metrics()?),
                 _ => None,
             };
-            let verifier = verifier(mode, &stats, MemoryStore::new(), observer.clone())
-                .map_err(|e| format!("configuration: {e}"))?;
+            let verifier = match &redis {
+                Some(redis) => verifier(
+                    mode,
+                    &stats,
+                    RedisStore::on(redis.clone(), Some(&redis_prefix("dedupe"))),
+                    None,
+                ),
+                None => verifier(mode, &stats, MemoryStore::new(), observer.clone()),
+            }
+            .map_err(|e| format!("configuration: {e}"))?;
             let route = match mode {
                 Mode::Full => post_service(event_router(&stats)).layer(verifier.layer()),
                 _ => post(bytes_handler(&stats)).layer(verifier.layer()),
@@ -344,15 +391,18 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
             let app = Router::new()
                 .route(payload::PATH, route)
                 .route("/stats", stats_route);
-            let limiter = match observer {
-                Some(observer) => limiter_builder().observer(observer).build(),
-                None => limiter_builder().build(),
+            let limiter = match (observer, &redis) {
+                (Some(observer), _) => limiter_builder().observer(observer).build(),
+                (None, Some(redis)) => limiter_builder()
+                    .shared(redis.clone(), Some(&redis_prefix("rate")))
+                    .build(),
+                (None, None) => limiter_builder().build(),
             };
             axum::serve(listener, limiter.into_make_service(app))
                 .with_graceful_shutdown(shutdown())
                 .await
         }
-        Mode::QueueMem | Mode::QueueSqlite => {
+        Mode::QueueMem | Mode::QueueSqlite | Mode::QueueRedis => {
             let (verifier, queue, handle) = queued
                 .take()
                 .ok_or_else(|| "the queue was not built".to_string())?;
@@ -361,7 +411,13 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
             let app = Router::new()
                 .route(payload::PATH, post_service(queue).layer(verifier.layer()))
                 .route("/stats", stats_route);
-            axum::serve(listener, limiter_builder().build().into_make_service(app))
+            let limiter = match &redis {
+                Some(redis) => limiter_builder()
+                    .shared(redis.clone(), Some(&redis_prefix("rate")))
+                    .build(),
+                None => limiter_builder().build(),
+            };
+            axum::serve(listener, limiter.into_make_service(app))
                 .with_graceful_shutdown(shutdown())
                 .await
         }
@@ -451,6 +507,29 @@ fn verifier<S: DedupeStore>(
         builder = builder.name("github").observer(observer);
     }
     builder.build()
+}
+
+/// The Redis at `WEBHOOK_GUARD_REDIS_URL`, checked now (a mode that needs
+/// Redis does not start without one).
+async fn redis_connection() -> Result<RedisConnection, String> {
+    let url = std::env::var("WEBHOOK_GUARD_REDIS_URL").map_err(|_| {
+        "the Redis modes need WEBHOOK_GUARD_REDIS_URL (scripts/load.sh starts a redis-server)".to_owned()
+    })?;
+    let redis = RedisConnection::builder(&url)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| format!("WEBHOOK_GUARD_REDIS_URL: {e}"))?;
+    redis
+        .check()
+        .await
+        .map_err(|e| format!("WEBHOOK_GUARD_REDIS_URL: {e}"))?;
+    Ok(redis)
+}
+
+/// A key prefix (or queue name) of this server process, so runs never
+/// see each other's keys.
+fn redis_prefix(what: &str) -> String {
+    format!("peers-{}-{what}:", std::process::id())
 }
 
 /// A limiter no benchmark load reaches.
