@@ -21,8 +21,9 @@
 #                 RedisStore, RedisQueue)
 # The Redis modes use a redis-server the script starts on a free loopback
 # port (appendonly yes, appendfsync always: the durable configuration the
-# docs recommend), pinned to the server's CPU, since it is the server's
-# state; set WEBHOOK_GUARD_REDIS_URL to use one you run instead.
+# docs recommend; LOAD_REDIS_FSYNC=everysec or no to see what the fsyncs
+# cost), pinned to the server's CPU, since it is the server's state; set
+# WEBHOOK_GUARD_REDIS_URL to use one you run instead.
 # each pinned to one CPU and driven by wrk pinned to another, over loopback,
 # with a pool of distinct pre-signed deliveries (1 KiB bodies). LOAD_MODES
 # picks the modes (default "bare stack full"); they run in alternation
@@ -211,7 +212,7 @@ if [ -n "$needs_redis" ] && [ -z "${WEBHOOK_GUARD_REDIS_URL:-}" ]; then
   for _ in 1 2 3 4 5 6 7 8 9 10; do
     redis_port=$((20000 + RANDOM % 12000))
     taskset -c "$server_cpu" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
-      --appendonly yes --appendfsync always --dir "$work/redis" --logfile "$work/redis/redis.log" &
+      --appendonly yes --appendfsync "${LOAD_REDIS_FSYNC:-always}" --dir "$work/redis" --logfile "$work/redis/redis.log" &
     redis_pid=$!
     for _ in $(seq 50); do
       (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break
@@ -224,7 +225,7 @@ if [ -n "$needs_redis" ] && [ -z "${WEBHOOK_GUARD_REDIS_URL:-}" ]; then
   done
   [ -n "$redis_pid" ] || die "could not start redis-server on a loopback port"
   export WEBHOOK_GUARD_REDIS_URL="redis://127.0.0.1:$redis_port/"
-  echo "load: redis-server for the Redis modes on port $redis_port (appendfsync always)" >&2
+  echo "load: redis-server for the Redis modes on port $redis_port (appendfsync ${LOAD_REDIS_FSYNC:-always})" >&2
 fi
 
 # --- one measurement ---------------------------------------------------------

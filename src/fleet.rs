@@ -30,6 +30,9 @@
 //! key layout is ready for Redis Cluster, but this crate connects to one
 //! node: **Cluster's redirections (`MOVED`) and Sentinel's failover are not
 //! followed**. Redis 6.2 or later (`XAUTOCLAIM`); `WAITAOF` needs 7.2.
+//! The tests and proofs run against the `redis-server` Debian 12 packages
+//! (7.0); Valkey speaks the same commands but is not packaged there, so it
+//! is not tested.
 //!
 //! # Secrets
 //!
