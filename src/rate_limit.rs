@@ -105,6 +105,20 @@
 //! classed; a forwarding header from an untrusted peer cannot put a client
 //! in the sender class.
 //!
+//! # Several replicas (feature `redis`)
+//!
+//! Each replica's quotas are its own unless they are shared:
+//! [`RateLimiterBuilder::shared`] keeps every client's quotas and its
+//! failed-authentication count in Redis (one GCRA timestamp per client and
+//! quota, updated by one Lua script per request on the Redis server's
+//! clock), so a client spreading its requests over the replicas gets its
+//! quota once, and a guesser locked out on one replica is locked out on
+//! all. The local quota stays in front, and a client Redis refused is
+//! refused locally until its wait is over, so a flood costs no round trip
+//! per request. Refunds and failed authentications are recorded in Redis
+//! too. While Redis is unreachable, [`RedisFallback`] decides (and
+//! [`RateLimiter::shared_fallback_active`] tells you it is in force).
+//!
 //! # Memory
 //!
 //! A client's state in each quota is one number. Each quota tracks at most

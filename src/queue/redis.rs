@@ -38,12 +38,18 @@ return id
 ";
 
 /// `KEYS`: stream, delay set, delayed payloads, attempts, auto-claim
-/// cursor. `ARGV`: group, consumer, lease (ms). Moves due retries back to
-/// the stream, then takes one entry: first one whose lease ran out
+/// cursor. `ARGV`: group, consumer, lease (ms), and optionally the id of
+/// an entry this consumer finished (settled done first, in the same
+/// trip). Moves due retries back to the stream, then takes one entry: first one whose lease ran out
 /// (another consumer took it and went silent), else a new one. Returns
 /// `{id, delivery, attempt}`, or `{false, ms until the next retry is due
 /// (-1: none)}`.
 const TAKE_LUA: &str = r"
+if ARGV[4] then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[4])
+  redis.call('XDEL', KEYS[1], ARGV[4])
+  redis.call('HDEL', KEYS[4], ARGV[4])
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 32)
@@ -263,6 +269,64 @@ impl RedisQueue {
         move |e| e.with_message(what)
     }
 
+    /// Settles `done` (if any) and takes the next entry, in one trip.
+    async fn take_after(&self, done: Option<JobId>) -> Result<Taken, StoreError> {
+        let k = &self.inner.keys;
+        let script = &self.inner.take;
+        let consumer = &self.inner.consumer;
+        let lease = u64::try_from(self.inner.lease.as_millis()).unwrap_or(u64::MAX);
+        let done = &done.map(stream_id);
+        // Repeating the call after a broken connection is safe: settling
+        // done twice is a no-op, and an entry taken by a call whose answer
+        // was lost is taken over after its lease.
+        let answer: redis::Value = self
+            .inner
+            .conn
+            .run(|mut conn| async move {
+                let mut invocation = script.key(&k.stream);
+                invocation
+                    .key(&k.delayed)
+                    .key(&k.payloads)
+                    .key(&k.runs)
+                    .key(&k.cursor)
+                    .arg(GROUP)
+                    .arg(consumer)
+                    .arg(lease);
+                if let Some(done) = done {
+                    invocation.arg(done);
+                }
+                invocation.invoke_async(&mut conn).await
+            })
+            .await
+            .map_err(self.unavailable("the Redis queue could not take a delivery"))?;
+        let redis::Value::Array(items) = answer else {
+            return Err(bad_id());
+        };
+        match items.as_slice() {
+            [redis::Value::BulkString(id), redis::Value::BulkString(data), attempt] => {
+                let id = std::str::from_utf8(id).ok().and_then(job_id).ok_or_else(bad_id)?;
+                let attempt: i64 =
+                    <i64 as redis::FromRedisValue>::from_redis_value_ref(attempt).map_err(|_| bad_id())?;
+                Ok(Taken::Job(Job {
+                    id,
+                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX).max(1),
+                    delivery: Delivery::decode(data)?,
+                }))
+            }
+            [_, next] => {
+                let next: i64 =
+                    <i64 as redis::FromRedisValue>::from_redis_value_ref(next).map_err(|_| bad_id())?;
+                let next = u64::try_from(next)
+                    .map(Duration::from_millis)
+                    .unwrap_or(self.inner.poll);
+                Ok(Taken::Idle {
+                    next_due: Some(next.min(self.inner.poll)),
+                })
+            }
+            _ => Err(bad_id()),
+        }
+    }
+
     async fn settle(&self, id: JobId, delay: Option<Duration>, error: &str) -> Result<(), StoreError> {
         let k = &self.inner.keys;
         let id = stream_id(id);
@@ -392,56 +456,11 @@ impl QueueStorage for RedisQueue {
     }
 
     fn take(&self) -> StoreFuture<'_, Taken> {
-        Box::pin(async move {
-            let k = &self.inner.keys;
-            let script = &self.inner.take;
-            let consumer = &self.inner.consumer;
-            let lease = u64::try_from(self.inner.lease.as_millis()).unwrap_or(u64::MAX);
-            let answer: redis::Value = self
-                .inner
-                .conn
-                .run(|mut conn| async move {
-                    script
-                        .key(&k.stream)
-                        .key(&k.delayed)
-                        .key(&k.payloads)
-                        .key(&k.runs)
-                        .key(&k.cursor)
-                        .arg(GROUP)
-                        .arg(consumer)
-                        .arg(lease)
-                        .invoke_async(&mut conn)
-                        .await
-                })
-                .await
-                .map_err(self.unavailable("the Redis queue could not take a delivery"))?;
-            let redis::Value::Array(items) = answer else {
-                return Err(bad_id());
-            };
-            match items.as_slice() {
-                [redis::Value::BulkString(id), redis::Value::BulkString(data), attempt] => {
-                    let id = std::str::from_utf8(id).ok().and_then(job_id).ok_or_else(bad_id)?;
-                    let attempt: i64 = <i64 as redis::FromRedisValue>::from_redis_value_ref(attempt)
-                        .map_err(|_| bad_id())?;
-                    Ok(Taken::Job(Job {
-                        id,
-                        attempt: u32::try_from(attempt).unwrap_or(u32::MAX).max(1),
-                        delivery: Delivery::decode(data)?,
-                    }))
-                }
-                [_, next] => {
-                    let next: i64 =
-                        <i64 as redis::FromRedisValue>::from_redis_value_ref(next).map_err(|_| bad_id())?;
-                    let next = u64::try_from(next)
-                        .map(Duration::from_millis)
-                        .unwrap_or(self.inner.poll);
-                    Ok(Taken::Idle {
-                        next_due: Some(next.min(self.inner.poll)),
-                    })
-                }
-                _ => Err(bad_id()),
-            }
-        })
+        Box::pin(self.take_after(None))
+    }
+
+    fn complete_and_take(&self, id: JobId) -> StoreFuture<'_, Taken> {
+        Box::pin(self.take_after(Some(id)))
     }
 
     fn complete(&self, id: JobId) -> StoreFuture<'_, ()> {
