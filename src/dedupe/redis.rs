@@ -16,15 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Script;
-use zeroize::Zeroizing;
 
 use super::{Claim, DedupeKey, DedupeStore, LeaseToken, Retention, StoreError, StoreFuture};
 use crate::fleet::RedisConnection;
 use crate::ConfigError;
 
 const DEFAULT_KEY_PREFIX: &str = "webhook-guard:dedupe:";
-const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
-const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 const UNREACHABLE: &str = "the Redis dedupe store is unreachable";
 
 /// The largest TTL sent to Redis, in milliseconds (about 146 million
@@ -154,10 +151,8 @@ struct Inner {
 /// Builder for [`RedisStore`], from [`RedisStore::builder`].
 #[must_use]
 pub struct RedisStoreBuilder {
-    url: Zeroizing<String>,
+    conn: crate::fleet::RedisConnectionBuilder,
     key_prefix: String,
-    timeout: Duration,
-    retry_after: Duration,
 }
 
 impl RedisStore {
@@ -170,10 +165,8 @@ impl RedisStore {
     /// [`on`](Self::on).
     pub fn builder(url: &str) -> RedisStoreBuilder {
         RedisStoreBuilder {
-            url: Zeroizing::new(url.to_owned()),
+            conn: RedisConnection::builder(url),
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-            retry_after: DEFAULT_RETRY_AFTER,
         }
     }
 
@@ -313,14 +306,14 @@ impl RedisStoreBuilder {
     /// fails as unavailable (503). Default 500 ms. Also the connection and
     /// response timeouts of the underlying connection.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.conn = self.conn.timeout(timeout);
         self
     }
 
     /// The `Retry-After` suggested to the sender while Redis is
     /// unreachable. Default 5 s.
     pub fn retry_after(mut self, retry_after: Duration) -> Self {
-        self.retry_after = retry_after;
+        self.conn = self.conn.retry_after(retry_after);
         self
     }
 
@@ -331,11 +324,7 @@ impl RedisStoreBuilder {
     /// [`ConfigError::InvalidStore`] if the URL does not parse or the
     /// timeout is zero. The reason never quotes the URL.
     pub fn build(self) -> Result<RedisStore, ConfigError> {
-        let conn = RedisConnection::builder(&self.url)
-            .timeout(self.timeout)
-            .retry_after(self.retry_after)
-            .build()?;
-        Ok(RedisStore::on(conn, Some(&self.key_prefix)))
+        Ok(RedisStore::on(self.conn.build()?, Some(&self.key_prefix)))
     }
 }
 
@@ -344,8 +333,7 @@ impl fmt::Debug for RedisStoreBuilder {
         // Never the URL: it may hold a password.
         f.debug_struct("RedisStoreBuilder")
             .field("key_prefix", &self.key_prefix)
-            .field("timeout", &self.timeout)
-            .field("retry_after", &self.retry_after)
+            .field("conn", &self.conn)
             .finish_non_exhaustive()
     }
 }

@@ -10,7 +10,7 @@ use axum::response::Response;
 use http::Request;
 use tower::Service;
 
-use super::{FreshDelivery, RateLimiter};
+use super::{Charge, FreshDelivery, RateLimiter};
 use crate::client_ip::ClientIp;
 use crate::{Clock as _, Rejection, SystemClock};
 
@@ -98,17 +98,7 @@ where
                     return Ok(refuse(&limiter, rejection));
                 }
                 let response = inner.call(req).await?;
-                let fresh = response.extensions().get::<FreshDelivery>().is_some();
-                if fresh {
-                    limiter.refund(charge);
-                }
-                let failed_auth = response
-                    .extensions()
-                    .get::<Rejection>()
-                    .is_some_and(|r| r.kind().is_authentication_failure());
-                if failed_auth {
-                    limiter.failed_authentication(client);
-                }
+                let (fresh, failed_auth) = settle(&limiter, &response, client, charge);
                 limiter.settle_shared(client, charge, fresh, failed_auth).await;
                 Ok(response)
             });
@@ -117,21 +107,34 @@ where
         let limiter = self.limiter.clone();
         ResponseFuture::new(async move {
             let response = future.await?;
-            // A fresh verified delivery does not spend the client's quota:
-            // the genuine sender is limited by its concurrency only.
-            if response.extensions().get::<FreshDelivery>().is_some() {
-                limiter.refund(charge);
-            }
-            let failed_auth = response
-                .extensions()
-                .get::<Rejection>()
-                .is_some_and(|r| r.kind().is_authentication_failure());
-            if failed_auth {
-                limiter.failed_authentication(client);
-            }
+            settle(&limiter, &response, client, charge);
             Ok(response)
         })
     }
+}
+
+/// After the response: a fresh verified delivery gets its charge back (the
+/// genuine sender is limited by its concurrency only), a failed
+/// authentication is charged to the client's lockout quota. Returns
+/// whether each happened.
+fn settle(
+    limiter: &RateLimiter,
+    response: &Response,
+    client: std::net::IpAddr,
+    charge: Charge,
+) -> (bool, bool) {
+    let fresh = response.extensions().get::<FreshDelivery>().is_some();
+    if fresh {
+        limiter.refund(charge);
+    }
+    let failed_auth = response
+        .extensions()
+        .get::<Rejection>()
+        .is_some_and(|r| r.kind().is_authentication_failure());
+    if failed_auth {
+        limiter.failed_authentication(client);
+    }
+    (fresh, failed_auth)
 }
 
 /// 429s come in floods, so they are logged at debug level only, and
