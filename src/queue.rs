@@ -673,7 +673,30 @@ where
 {
     let req = job.delivery.to_request(job.attempt);
     let started = shared.observer.as_ref().map(|_| Instant::now());
-    let Ok(response) = handler.oneshot(req).await;
+    let handled = handler.oneshot(req);
+    let Ok(response) = match shared.storage.renew_every() {
+        None => handled.await,
+        Some(every) => {
+            // Renew the hold while the handler runs, so that a run longer
+            // than the storage's lease is not taken over by another
+            // consumer and run twice.
+            tokio::pin!(handled);
+            loop {
+                tokio::select! {
+                    response = &mut handled => break response,
+                    () = tokio::time::sleep(every) => {
+                        if let Err(e) = shared.storage.keep(job.id).await {
+                            tracing::warn!(
+                                target: "webhook_guard",
+                                error = %e,
+                                "could not renew a running delivery's lease; another consumer may take it over"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    };
     let status = response.status();
     let report = |event: QueueEvent| {
         if let Some(started) = started {

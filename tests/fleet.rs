@@ -690,6 +690,58 @@ async fn an_unsettled_delivery_is_taken_over_by_another_consumer() {
     }
 }
 
+/// A handler that runs three times the lease keeps its delivery: its
+/// worker renews the lease while it runs, so a second consumer polling
+/// all along never takes it over, and it runs once.
+#[tokio::test]
+async fn a_run_longer_than_the_lease_is_not_taken_over() {
+    let redis = TestRedis::new("queue_renewal");
+    let name = format!("{}queue", redis.prefix());
+    let conn = connect(redis.url());
+    let (q1, q2) = (redis_queue(conn.clone(), &name), redis_queue(conn, &name));
+    q2.recover().await.unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let runs = runs.clone();
+        tower::service_fn(move |_req: Request<Body>| {
+            let runs = runs.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Ok::<_, Infallible>(StatusCode::OK.into_response())
+            }
+        })
+    };
+    let (_queue, handle) = AckQueue::builder()
+        .storage(q1.clone())
+        .workers(NonZeroUsize::MIN)
+        .spawn(handler)
+        .unwrap();
+    q1.enqueue(&delivery("delivery-renewal").await, None)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while runs.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the worker never started the delivery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Three leases long, the other consumer keeps asking.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(2_800) {
+        if let Taken::Job(job) = q2.take().await.unwrap() {
+            panic!("taken over while its handler ran: {job:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while q1.len().await.unwrap() != 0 {
+        assert!(Instant::now() < deadline, "the long run was never recorded done");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "run once");
+    assert!(handle.shutdown(Duration::from_secs(5)).await);
+}
+
 /// A queue of capacity 1 refuses a second delivery as full, and has room
 /// again once the first is done.
 #[tokio::test]

@@ -94,6 +94,16 @@ if nxt[2] then return {false, math.max(tonumber(nxt[2]) - now, 0)} end
 return {false, -1}
 ";
 
+/// `KEYS`: stream. `ARGV`: group, consumer, id. Resets the idle time of
+/// an entry this consumer holds (a renewal of its lease); an entry another
+/// consumer took over meanwhile is left alone. Returns 1 if renewed.
+const KEEP_LUA: &str = r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if not p[1] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
+";
+
 /// `KEYS`: stream, attempts. `ARGV`: group, id. Settles a run: done.
 const COMPLETE_LUA: &str = r"
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
@@ -198,9 +208,11 @@ return n
 /// | `appendonly yes`, `appendfsync everysec` | up to the last second of 202s |
 /// | `appendonly no` (the default) | everything since the last snapshot |
 ///
-/// [`RedisConnection::check`] warns about the last one. The lease must be
-/// longer than the longest handler run: a run still going when its lease
-/// runs out is taken over and runs twice.
+/// [`RedisConnection::check`] warns about the last one. While a handler
+/// runs, its worker renews the lease every third of it
+/// ([`QueueStorage::renew_every`]), so a long run is not taken over; a
+/// replica that dies (or stalls longer than the lease) stops renewing, and
+/// its deliveries go to the others.
 ///
 /// # Keys
 ///
@@ -224,6 +236,7 @@ struct Inner {
     wait_for_aof: Option<Duration>,
     enqueue: Script,
     take: Script,
+    keep: Script,
     complete: Script,
     settle: Script,
     requeue: Script,
@@ -607,6 +620,33 @@ impl QueueStorage for RedisQueue {
     fn is_durable(&self) -> bool {
         true
     }
+
+    fn renew_every(&self) -> Option<Duration> {
+        Some(self.inner.lease / 3)
+    }
+
+    fn keep(&self, id: JobId) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let stream = &self.inner.keys.stream;
+            let consumer = &self.inner.consumer;
+            let id = &stream_id(id);
+            let script = &self.inner.keep;
+            self.inner
+                .conn
+                .run(|mut conn| async move {
+                    script
+                        .key(stream)
+                        .arg(GROUP)
+                        .arg(consumer)
+                        .arg(id)
+                        .invoke_async::<i64>(&mut conn)
+                        .await
+                })
+                .await
+                .map(drop)
+                .map_err(self.unavailable("the Redis queue could not renew a running delivery's lease"))
+        })
+    }
 }
 
 impl fmt::Debug for RedisQueue {
@@ -630,9 +670,9 @@ impl RedisQueueBuilder {
         self
     }
 
-    /// How long a taken delivery may stay unsettled before another
-    /// consumer takes it over (the one that took it died). Longer than the
-    /// longest handler run. Default 60 s.
+    /// How long a taken delivery may go without its lease being renewed
+    /// before another consumer takes it over (the one that took it died or
+    /// stalled); running workers renew it every third of it. Default 60 s.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -707,6 +747,7 @@ impl RedisQueueBuilder {
                 wait_for_aof: self.wait_for_aof,
                 enqueue: Script::new(ENQUEUE_LUA),
                 take: Script::new(TAKE_LUA),
+                keep: Script::new(KEEP_LUA),
                 complete: Script::new(COMPLETE_LUA),
                 settle: Script::new(SETTLE_LUA),
                 requeue: Script::new(REQUEUE_LUA),

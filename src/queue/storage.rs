@@ -159,6 +159,22 @@ pub trait QueueStorage: Send + Sync + 'static {
     /// Whether a stored delivery survives the process being killed.
     fn is_durable(&self) -> bool;
 
+    /// For storages that hand a taken delivery to another consumer once a
+    /// lease has run out ([`RedisQueue`](super::RedisQueue)): how often a
+    /// worker renews its hold with [`keep`](Self::keep) while the handler
+    /// runs, so that a long run is not taken over and run twice. `None`
+    /// (the default): deliveries are held until settled.
+    fn renew_every(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Renews the hold on delivery `id`, still running here (see
+    /// [`renew_every`](Self::renew_every)). The default does nothing.
+    fn keep(&self, id: JobId) -> StoreFuture<'_, ()> {
+        let _ = id;
+        Box::pin(async { Ok(()) })
+    }
+
     /// An identity shared with a [`DedupeStore`](crate::dedupe::DedupeStore)
     /// whose claims this storage can settle inside
     /// [`enqueue`](Self::enqueue)'s transaction (the same SQLite file).
@@ -206,6 +222,12 @@ impl<S: QueueStorage + ?Sized> QueueStorage for std::sync::Arc<S> {
     }
     fn is_durable(&self) -> bool {
         (**self).is_durable()
+    }
+    fn renew_every(&self) -> Option<Duration> {
+        (**self).renew_every()
+    }
+    fn keep(&self, id: JobId) -> StoreFuture<'_, ()> {
+        (**self).keep(id)
     }
     fn transaction_scope(&self) -> Option<usize> {
         (**self).transaction_scope()
