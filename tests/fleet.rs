@@ -742,6 +742,47 @@ async fn a_run_longer_than_the_lease_is_not_taken_over() {
     assert!(handle.shutdown(Duration::from_secs(5)).await);
 }
 
+/// An entry that is not a delivery (written by something else) is moved
+/// to the dead-letter stream the first time it is taken, instead of
+/// failing every take after every lease; listing the dead letters skips it.
+#[tokio::test]
+async fn an_entry_that_is_not_a_delivery_is_put_aside() {
+    let redis = TestRedis::new("queue_poison");
+    let name = format!("{}queue", redis.prefix());
+    let queue = redis_queue(connect(redis.url()), &name);
+    queue.recover().await.unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut raw = client.get_connection().unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(format!("{{{name}}}:s"))
+        .arg("*")
+        .arg("d")
+        .arg("not a delivery")
+        .arg("a")
+        .arg("0")
+        .query(&mut raw)
+        .unwrap();
+    assert_eq!(queue.len().await.unwrap(), 1);
+    match queue.take().await.unwrap() {
+        Taken::Idle { .. } => {}
+        Taken::Job(job) => panic!("took {job:?}"),
+    }
+    assert_eq!(queue.len().await.unwrap(), 0, "no longer in the queue");
+    let dead: usize = redis::cmd("XLEN")
+        .arg(format!("{{{name}}}:dead"))
+        .query(&mut raw)
+        .unwrap();
+    assert_eq!(dead, 1, "kept in the dead-letter stream");
+    assert!(queue.dead_letters(10).await.unwrap().is_empty());
+    // A real delivery behind it still runs.
+    let id = queue
+        .enqueue(&delivery("delivery-after-poison").await, None)
+        .await
+        .unwrap();
+    let job = expect_job("the real delivery", queue.take().await.unwrap());
+    assert_eq!(job.id, id);
+}
+
 /// A queue of capacity 1 refuses a second delivery as full, and has room
 /// again once the first is done.
 #[tokio::test]

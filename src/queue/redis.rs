@@ -320,11 +320,29 @@ impl RedisQueue {
                 let id = std::str::from_utf8(id).ok().and_then(job_id).ok_or_else(bad_id)?;
                 let attempt: i64 =
                     <i64 as redis::FromRedisValue>::from_redis_value_ref(attempt).map_err(|_| bad_id())?;
-                Ok(Taken::Job(Job {
-                    id,
-                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX).max(1),
-                    delivery: Delivery::decode(data)?,
-                }))
+                match Delivery::decode(data) {
+                    Ok(delivery) => Ok(Taken::Job(Job {
+                        id,
+                        attempt: u32::try_from(attempt).unwrap_or(u32::MAX).max(1),
+                        delivery,
+                    })),
+                    Err(e) => {
+                        // Not a delivery this crate wrote: taken again, it
+                        // would fail again after every lease. Kept aside
+                        // in the dead letters instead, and reported.
+                        tracing::error!(
+                            target: "webhook_guard",
+                            job = %id,
+                            error = %e,
+                            "an entry of the Redis queue is not a delivery; moved to the dead letters"
+                        );
+                        self.settle(id, None, "the stored delivery could not be decoded")
+                            .await?;
+                        Ok(Taken::Idle {
+                            next_due: Some(Duration::ZERO),
+                        })
+                    }
+                }
             }
             [_, next] => {
                 let next: i64 =
@@ -531,13 +549,23 @@ impl QueueStorage for RedisQueue {
                 let attempts: u32 = entry.get("a").unwrap_or(0);
                 let last_error: String = entry.get("e").unwrap_or_default();
                 let buried_at_unix: i64 = entry.get("t").unwrap_or(0);
-                letters.push(DeadLetter {
-                    id,
-                    attempts,
-                    last_error,
-                    buried_at_unix,
-                    delivery: Delivery::decode(&data)?,
-                });
+                match Delivery::decode(&data) {
+                    Ok(delivery) => letters.push(DeadLetter {
+                        id,
+                        attempts,
+                        last_error,
+                        buried_at_unix,
+                        delivery,
+                    }),
+                    // Buried because it could not be decoded: listed in
+                    // the log, not as a delivery.
+                    Err(_) => tracing::warn!(
+                        target: "webhook_guard",
+                        job = %id,
+                        last_error,
+                        "a dead letter of the Redis queue is not a delivery; skipped"
+                    ),
+                }
             }
             Ok(letters)
         })
