@@ -618,7 +618,7 @@ fn state() -> Result<Option<SqliteState>, EnvError> {
     if common::var("WEBHOOK_REDIS_URL")?.is_some() {
         return Err(EnvError::new(
             "WEBHOOK_STATE_DIR",
-            "and WEBHOOK_REDIS_URL are both set; a receiver keeps its state in one place (unset one)",
+            "and WEBHOOK_REDIS_URL are both set; with WEBHOOK_REDIS_URL every piece of state (dedupe keys, quotas, the queue) lives in Redis, so no state dir is needed (unset one)",
         ));
     }
     let dir = PathBuf::from(dir.trim());

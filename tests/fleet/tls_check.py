@@ -29,6 +29,11 @@ and exports the secrets bbkit reads); standalone:
    print a `warning:` line about append-only persistence (the first) or
    naming `maxmemory-policy` (the others); on `appendonly yes` with
    `noeviction`, neither.
+3. Configuration mistakes, each refused at start with one error line
+   naming the variable: WEBHOOK_STATE_DIR beside WEBHOOK_REDIS_URL, an
+   unknown WEBHOOK_RATE_REDIS_FALLBACK, WEBHOOK_REDIS_CA_FILE without
+   WEBHOOK_REDIS_URL, an unreadable CA file, a zero
+   WEBHOOK_QUEUE_LEASE_SECS.
 
 One `ok` / `FAIL` line per check, then `N passed, N failed`; exit 1 on any
 failure. About 10 s (the same with SMOKE=1).
@@ -102,9 +107,9 @@ def github(rx, body=None):
     return post(rx, "github", body, h), h["X-GitHub-Delivery"], body
 
 
-def refused_at_start(label, env):
+def refused_at_start(label, env, names=("WEBHOOK_REDIS_URL",)):
     """Runs the receiver with `env`; records that it exits non-zero within
-    15 s with one error line, its last, naming WEBHOOK_REDIS_URL."""
+    15 s with one error line, its last, naming each of `names`."""
     full = receiver_env({"WEBHOOK_ADDR": f"127.0.0.1:{free_port()}", **env})
     t0 = time.monotonic()
     try:
@@ -124,10 +129,11 @@ def refused_at_start(label, env):
         problems.append(f"{len(errors)} lines of error output")
     if not lines or not lines[-1].startswith("error:"):
         problems.append("the last stderr line does not start with 'error:'")
-    if not lines or "WEBHOOK_REDIS_URL" not in lines[-1]:
-        problems.append("the last stderr line does not name WEBHOOK_REDIS_URL")
+    for name in names:
+        if not lines or name not in lines[-1]:
+            problems.append(f"the last stderr line does not name {name}")
     record(f"{label}: refused at start (exit {code} after {took:.1f} s) with one error line naming "
-           "WEBHOOK_REDIS_URL", problems, " | ".join(lines[-3:]))
+           f"{' and '.join(names)}", problems, " | ".join(lines[-3:]))
 
 
 # --- 1. TLS -------------------------------------------------------------------------------------
@@ -294,5 +300,27 @@ def warnings(workdir):
             redis.stop()
 
 
+# --- 3. Configuration mistakes ----------------------------------------------------------------
+def config_errors(workdir):
+    """Fleet variables that cannot work are refused at start, naming the variable."""
+    url = "redis://127.0.0.1:1/"     # never reached: each is refused before connecting
+    refused_at_start("WEBHOOK_STATE_DIR with WEBHOOK_REDIS_URL",
+                     {"WEBHOOK_REDIS_URL": url, "WEBHOOK_STATE_DIR": os.path.join(workdir, "state")},
+                     names=("WEBHOOK_STATE_DIR", "WEBHOOK_REDIS_URL"))
+    refused_at_start("WEBHOOK_RATE_REDIS_FALLBACK=sometimes",
+                     {"WEBHOOK_REDIS_URL": url, "WEBHOOK_RATE_REDIS_FALLBACK": "sometimes"},
+                     names=("WEBHOOK_RATE_REDIS_FALLBACK",))
+    refused_at_start("WEBHOOK_REDIS_CA_FILE without WEBHOOK_REDIS_URL",
+                     {"WEBHOOK_REDIS_CA_FILE": os.path.join(workdir, "ca.pem")},
+                     names=("WEBHOOK_REDIS_CA_FILE", "WEBHOOK_REDIS_URL"))
+    refused_at_start("an unreadable WEBHOOK_REDIS_CA_FILE",
+                     {"WEBHOOK_REDIS_URL": "rediss://127.0.0.1:1/",
+                      "WEBHOOK_REDIS_CA_FILE": os.path.join(workdir, "missing.pem")},
+                     names=("WEBHOOK_REDIS_CA_FILE",))
+    refused_at_start("WEBHOOK_QUEUE_LEASE_SECS=0",
+                     {"WEBHOOK_REDIS_URL": url, "WEBHOOK_QUEUE_LEASE_SECS": "0"},
+                     names=("WEBHOOK_QUEUE_LEASE_SECS",))
+
+
 if __name__ == "__main__":
-    run("wg-fleet-tls-", tls, warnings)
+    run("wg-fleet-tls-", tls, warnings, config_errors)
