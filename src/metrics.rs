@@ -113,6 +113,7 @@
 //! | `webhook_guard_dedupe_store_duration_seconds` | histogram | `route`, `op` | Time the dedupe store took per operation. |
 //! | `webhook_guard_rate_limit_events_total` | counter | `event`, `class` | Rate limiter decisions and charges: `event` is `allowed`, `limited`, `locked_out` (refused: too many failed authentications), `refunded` (a verified delivery's charge given back) or `failed_authentication` (a failure charged); `class` is `sender` for clients in the limiter's sender networks, else `other`. |
 //! | `webhook_guard_rate_limit_tracked_clients` | gauge | | Clients the limiter's quotas track, set by [`MetricsObserver::sample_rate_limiter`]. |
+//! | `webhook_guard_rate_limit_shared_fallback` | gauge | | For a limiter shared through Redis (feature `redis`): 1 while Redis is unreachable and its fallback applies, else 0; set by [`MetricsObserver::sample_rate_limiter`], absent for a local limiter. |
 //! | `webhook_guard_queue_events_total` | counter | `provider`, `event` | Fast-acknowledgement queue events: `enqueued`, `full`, `unavailable`, `shutting_down` (a store attempt), `done`, `retried`, `dead_letter` (a run). |
 //! | `webhook_guard_queue_store_duration_seconds` | histogram | `provider` | Time the queue's storage took to store (or refuse) a delivery. |
 //! | `webhook_guard_queue_wait_seconds` | histogram | `provider` | For each run: time since the delivery was received, in whole seconds (the storage keeps the receipt time in seconds). |
@@ -171,6 +172,8 @@ const DEDUPE_OPS: &str = "webhook_guard_dedupe_operations_total";
 const DEDUPE_DURATION: &str = "webhook_guard_dedupe_store_duration_seconds";
 const RATE_LIMIT_EVENTS: &str = "webhook_guard_rate_limit_events_total";
 const TRACKED_CLIENTS: &str = "webhook_guard_rate_limit_tracked_clients";
+#[cfg(feature = "redis")]
+const SHARED_FALLBACK: &str = "webhook_guard_rate_limit_shared_fallback";
 const QUEUE_EVENTS: &str = "webhook_guard_queue_events_total";
 const QUEUE_STORE_DURATION: &str = "webhook_guard_queue_store_duration_seconds";
 const QUEUE_WAIT: &str = "webhook_guard_queue_wait_seconds";
@@ -483,6 +486,11 @@ impl MetricsObserver {
             Unit::Count,
             "Clients the webhook rate limiter tracks."
         );
+        #[cfg(feature = "redis")]
+        describe_gauge!(
+            SHARED_FALLBACK,
+            "1 while the shared webhook rate limiter cannot reach Redis and applies its fallback."
+        );
         describe_counter!(
             QUEUE_EVENTS,
             Unit::Count,
@@ -528,11 +536,20 @@ impl MetricsObserver {
         }
     }
 
-    /// Sets `webhook_guard_rate_limit_tracked_clients` from `limiter`.
-    /// Takes a lock per shard of the limiter: call it periodically, not
-    /// per request.
+    /// Sets `webhook_guard_rate_limit_tracked_clients` from `limiter`,
+    /// and, for a limiter shared through Redis,
+    /// `webhook_guard_rate_limit_shared_fallback`. Takes a lock per shard
+    /// of the limiter: call it periodically, not per request.
     pub fn sample_rate_limiter(&self, limiter: &RateLimiter) {
         gauge!(TRACKED_CLIENTS).set(limiter.tracked_clients() as f64);
+        #[cfg(feature = "redis")]
+        if limiter.is_shared() {
+            gauge!(SHARED_FALLBACK).set(if limiter.shared_fallback_active() {
+                1.0
+            } else {
+                0.0
+            });
+        }
     }
 
     /// Sets `webhook_guard_queue_depth` from `queue` and

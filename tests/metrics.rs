@@ -547,7 +547,11 @@ fn publish_sets_the_last_verified_gauge_of_routes_built_before_the_recorder() {
         described.get("webhook_guard_body_size_bytes").map(|d| d.0),
         Some(Some(Unit::Bytes))
     );
-    assert_eq!(described.len(), 20, "every metric is described: {described:#?}");
+    assert_eq!(
+        described.len(),
+        20 + usize::from(cfg!(feature = "redis")),
+        "every metric is described: {described:#?}"
+    );
     drop(quiet);
 }
 
@@ -572,7 +576,10 @@ fn a_route_built_with_a_recorder_starts_at_zero() {
         ),
         Some(0.0)
     );
-    assert_eq!(recording.described.lock().unwrap().len(), 20);
+    assert_eq!(
+        recording.described.lock().unwrap().len(),
+        20 + usize::from(cfg!(feature = "redis"))
+    );
 }
 
 /// The observer keeps the handles it registered; when the recorder in use
@@ -935,5 +942,57 @@ async fn a_global_recorder_installed_after_the_routes_were_built_gets_everything
         .unwrap();
     // The system clock: after the crate's fixed test time, and sane.
     assert!(seen > NOW as f64, "{seen}");
-    assert_eq!(recording.described.lock().unwrap().len(), 20);
+    assert_eq!(
+        recording.described.lock().unwrap().len(),
+        20 + usize::from(cfg!(feature = "redis"))
+    );
+}
+
+/// A limiter shared through Redis reports whether its fallback is in force
+/// (here Redis is a closed port: the first request finds it unreachable);
+/// a local limiter has no such gauge.
+#[cfg(feature = "redis")]
+#[test]
+fn a_shared_limiter_reports_its_fallback() {
+    use webhook_guard::fleet::RedisConnection;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // closed again once the listener is dropped
+    let redis = RedisConnection::builder(&format!("redis://127.0.0.1:{port}/"))
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let metrics = observer();
+    let shared = RateLimiter::builder().shared(redis, None).build();
+    let local = RateLimiter::builder().build();
+    let recording = Recording::default();
+    with_recording(&recording, || async {
+        metrics.sample_rate_limiter(&local);
+        assert_eq!(
+            recording.gauge("webhook_guard_rate_limit_shared_fallback", &[]),
+            None,
+            "a local limiter has no fallback gauge"
+        );
+        metrics.sample_rate_limiter(&shared);
+        assert_eq!(
+            recording.gauge("webhook_guard_rate_limit_shared_fallback", &[]),
+            Some(0.0),
+            "Redis not yet tried"
+        );
+        let app = Router::new().route(PATH, post(|| async { "ok" }));
+        let peer: SocketAddr = "127.0.0.9:4000".parse().unwrap();
+        let response = shared
+            .service(app, peer)
+            .oneshot(Request::post(PATH).body(Body::empty()).unwrap())
+            .await
+            .unwrap_or_else(|e: Infallible| match e {});
+        assert_eq!(response.status(), StatusCode::OK, "the default fallback admits");
+        metrics.sample_rate_limiter(&shared);
+        assert_eq!(
+            recording.gauge("webhook_guard_rate_limit_shared_fallback", &[]),
+            Some(1.0)
+        );
+    });
 }
