@@ -196,6 +196,7 @@ for event, cls, n in [("allowed", "sender", 50), ("allowed", "other", 4), ("limi
                       ("failed_authentication", "other", 4), ("refunded", "sender", 45)]:
     counter("webhook_guard_rate_limit_events_total", n, event=event, **{"class": cls})
 gauge("webhook_guard_rate_limit_tracked_clients", f"37x{MINUTES}")
+gauge("webhook_guard_rate_limit_shared_fallback", f"0x{MINUTES}")
 gauge("webhook_guard_queue_depth", f"3x{MINUTES}")
 gauge("webhook_guard_queue_capacity", f"1024x{MINUTES}")
 for event, n in [("enqueued", 12), ("done", 11), ("retried", 1)]:
