@@ -33,7 +33,7 @@ use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::json::JsonError;
+use crate::json::{Doc, DocRef, JsonError};
 use crate::scheme::{BodyFields, BodyFieldsFn, BodyRef, Field, Parsed};
 use crate::{Provider, Rejection, RejectionKind, Scheme};
 
@@ -57,7 +57,10 @@ struct Inner {
     /// The top-level member that holds the event type, for a light read.
     event_type_member: Option<&'static str>,
     from_body: OnceLock<BodyFields>,
-    json: OnceLock<Result<Arc<serde_json::Value>, JsonFailure>>,
+    /// The one parse of the body.
+    doc: OnceLock<Result<Doc, JsonFailure>>,
+    /// A `serde_json::Value` of it, built only when asked for.
+    value: OnceLock<serde_json::Value>,
 }
 
 /// Why the body has no JSON value (kept so the parse happens once).
@@ -121,7 +124,8 @@ impl VerifiedWebhook {
                 body_fields: scheme.body_fields(),
                 event_type_member: scheme.event_type_member(),
                 from_body: OnceLock::new(),
-                json: OnceLock::new(),
+                doc: OnceLock::new(),
+                value: OnceLock::new(),
             }),
         }
     }
@@ -162,7 +166,8 @@ impl VerifiedWebhook {
                 body_fields: None,
                 event_type_member: None,
                 from_body,
-                json: OnceLock::new(),
+                doc: OnceLock::new(),
+                value: OnceLock::new(),
             }),
         }
     }
@@ -175,32 +180,41 @@ impl VerifiedWebhook {
             if self.inner.form {
                 return read(BodyRef::Form(&self.inner.body));
             }
-            match self.json_value() {
-                Ok(value) => read(BodyRef::Json(value, &self.inner.body)),
+            match self.doc() {
+                Ok(doc) => read(BodyRef::Json(doc)),
                 Err(_) => BodyFields::default(),
             }
         })
     }
 
-    /// The body parsed as JSON, once: every later call (the dedupe key,
-    /// the event type, schema validation, typed deserialization) reuses
-    /// this one parse. Duplicate object keys are refused.
+    /// The body parsed as JSON, as a `serde_json::Value`, built on the
+    /// first call from the one parse of the body (the dedupe key, the
+    /// event type, schema validation and typed deserialization read that
+    /// parse directly, without a `Value`). Duplicate object keys are
+    /// refused.
     ///
     /// # Errors
     ///
     /// 400 [`RejectionKind::InvalidJson`] if the body is not JSON, 400
     /// [`RejectionKind::DuplicateKeys`] if an object repeats a key.
     pub fn json_value(&self) -> Result<&serde_json::Value, Rejection> {
-        let parsed = self
-            .inner
-            .json
-            .get_or_init(|| match crate::json::parse_strict(&self.inner.body) {
-                Ok(value) => Ok(Arc::new(value)),
-                Err(JsonError::Syntax) => Err(JsonFailure::Syntax),
-                Err(JsonError::DuplicateKey) => Err(JsonFailure::DuplicateKey),
-            });
+        let doc = self.doc()?;
+        Ok(self.inner.value.get_or_init(|| {
+            use serde::Deserialize as _;
+            serde_json::Value::deserialize(doc).unwrap_or_else(|_| doc.to_value())
+        }))
+    }
+
+    /// The one parse of the body (cached): the errors of
+    /// [`json_value`](Self::json_value).
+    pub(crate) fn doc(&self) -> Result<DocRef<'_>, Rejection> {
+        let parsed = self.inner.doc.get_or_init(|| match Doc::parse(&self.inner.body) {
+            Ok(doc) => Ok(doc),
+            Err(JsonError::Syntax) => Err(JsonFailure::Syntax),
+            Err(JsonError::DuplicateKey) => Err(JsonFailure::DuplicateKey),
+        });
         match parsed {
-            Ok(value) => Ok(value),
+            Ok(doc) => Ok(doc.root()),
             Err(JsonFailure::Syntax) => Err(Rejection::new(
                 RejectionKind::InvalidJson,
                 "the verified body is not valid JSON",
@@ -265,7 +279,7 @@ impl VerifiedWebhook {
             (Source::Body, Some(member))
                 if !self.inner.form
                     && self.inner.from_body.get().is_none()
-                    && self.inner.json.get().is_none() =>
+                    && self.inner.doc.get().is_none() =>
             {
                 crate::json::top_level_str(&self.inner.body, member).map(Cow::Owned)
             }
@@ -322,7 +336,7 @@ impl VerifiedWebhook {
     }
 
     /// Deserializes the verified body as JSON into `T`, from the one parse
-    /// of [`json_value`](Self::json_value).
+    /// of the body (no `serde_json::Value` is built).
     ///
     /// # Errors
     ///
@@ -331,8 +345,8 @@ impl VerifiedWebhook {
     /// [`RejectionKind::InvalidPayload`], naming the failing path, if it is
     /// JSON of another shape. The message never echoes the body.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Rejection> {
-        let value = self.json_value()?;
-        crate::json::typed(value).map_err(|r| r.with_provider(&self.inner.provider))
+        let doc = self.doc()?;
+        crate::json::typed_doc(doc).map_err(|r| r.with_provider(&self.inner.provider))
     }
 }
 

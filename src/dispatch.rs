@@ -261,7 +261,7 @@ impl EventRouter {
         // A body that is not acceptable JSON is a 400 before any matching:
         // its event type could not even be read.
         if !hook.is_form_encoded() {
-            if let Err(rejection) = hook.json_value() {
+            if let Err(rejection) = hook.doc() {
                 tracing::warn!(
                     target: "webhook_guard",
                     provider = hook.provider().name(),

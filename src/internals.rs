@@ -48,6 +48,17 @@ pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, RejectionKind> {
     })
 }
 
+/// The strict parse read back through its serde `Deserializer` (the path
+/// typed payloads take) into a `serde_json::Value`.
+pub fn parse_json_via_serde(bytes: &[u8]) -> Result<serde_json::Value, RejectionKind> {
+    use serde::Deserialize as _;
+    let doc = crate::json::Doc::parse(bytes).map_err(|e| match e {
+        crate::json::JsonError::Syntax => RejectionKind::InvalidJson,
+        crate::json::JsonError::DuplicateKey => RejectionKind::DuplicateKeys,
+    })?;
+    serde_json::Value::deserialize(doc.root()).map_err(|_| RejectionKind::InvalidPayload)
+}
+
 /// PayPal's certificate-URL check with the default hosts: `Some(true)`
 /// for a believed sandbox URL, `Some(false)` for a live one, `None` when
 /// refused.

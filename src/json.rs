@@ -6,13 +6,16 @@
 //! handler would then disagree about the same bytes. Refusing duplicates at
 //! the one parse removes the disagreement.
 
-use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
+use serde_json::Value;
 
 use crate::{Rejection, RejectionKind};
+
+mod doc;
+
+pub(crate) use doc::{Doc, DocJson, DocRef};
 
 /// Why a body is not acceptable JSON.
 #[derive(Debug)]
@@ -23,114 +26,10 @@ pub(crate) enum JsonError {
     DuplicateKey,
 }
 
-/// Parses `bytes` as one JSON value, refusing duplicate keys.
+/// Parses `bytes` as one JSON value, refusing duplicate keys, into a
+/// `serde_json::Value` (built from the one [`Doc`] parse).
 pub(crate) fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
-    let duplicate = Cell::new(false);
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    match (StrictSeed {
-        duplicate: &duplicate,
-    })
-    .deserialize(&mut de)
-    {
-        Ok(value) => {
-            de.end().map_err(|_| JsonError::Syntax)?;
-            Ok(value)
-        }
-        Err(_) if duplicate.get() => Err(JsonError::DuplicateKey),
-        Err(_) => Err(JsonError::Syntax),
-    }
-}
-
-#[derive(Clone, Copy)]
-struct StrictSeed<'a> {
-    duplicate: &'a Cell<bool>,
-}
-
-impl<'de> DeserializeSeed<'de> for StrictSeed<'_> {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(StrictVisitor { seed: self })
-    }
-}
-
-struct StrictVisitor<'a> {
-    seed: StrictSeed<'a>,
-}
-
-impl<'de> Visitor<'de> for StrictVisitor<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        self.seed.deserialize(deserializer)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(v) = seq.next_element_seed(self.seed)? {
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        // Members are gathered in document order; duplicates are found on a
-        // sorted list of the keys (equal keys end up side by side), and the
-        // map is built from all members at once (`BTreeMap` sorts them and
-        // builds in one pass; with serde_json's `preserve_order` the
-        // document order is kept). Cheaper than a search for the duplicate
-        // check plus a search per insert.
-        let mut members: Vec<(String, Value)> = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(self.seed)?;
-            members.push((key, value));
-        }
-        if members.len() > 1 {
-            let mut keys: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
-            keys.sort_unstable();
-            if keys.windows(2).any(|pair| pair[0] == pair[1]) {
-                self.seed.duplicate.set(true);
-                return Err(de::Error::custom("duplicate object key"));
-            }
-        }
-        Ok(Value::Object(members.into_iter().collect::<Map<String, Value>>()))
-    }
+    Doc::parse(bytes).map(|doc| doc.root().to_value())
 }
 
 /// The string value of the member `key` of a top-level JSON object, read
@@ -256,14 +155,24 @@ pub(crate) fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, 
     if let Ok(typed) = T::deserialize(value) {
         return Ok(typed);
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let pointer = pointer_of(e.path());
-        Rejection::new(
-            RejectionKind::InvalidPayload,
-            format!("the payload does not have the shape the handler expects at {pointer:?}"),
-        )
-        .with_pointer(pointer)
-    })
+    serde_path_to_error::deserialize(value).map_err(|e| mismatch(e.path()))
+}
+
+/// [`typed`] from the one parse of a body, without a `Value`.
+pub(crate) fn typed_doc<T: serde::de::DeserializeOwned>(doc: DocRef<'_>) -> Result<T, Rejection> {
+    if let Ok(typed) = T::deserialize(doc) {
+        return Ok(typed);
+    }
+    serde_path_to_error::deserialize(doc).map_err(|e| mismatch(e.path()))
+}
+
+fn mismatch(path: &serde_path_to_error::Path) -> Rejection {
+    let pointer = pointer_of(path);
+    Rejection::new(
+        RejectionKind::InvalidPayload,
+        format!("the payload does not have the shape the handler expects at {pointer:?}"),
+    )
+    .with_pointer(pointer)
 }
 
 /// A serde path as an RFC 6901 JSON pointer (`/data/object/id`).

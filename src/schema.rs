@@ -58,7 +58,8 @@ use std::sync::Arc;
 use jsonschema::{PatternOptions, Validator};
 use serde_json::Value;
 
-use crate::{ConfigError, Rejection, RejectionKind};
+use crate::json::{Doc, DocJson, DocRef};
+use crate::{ConfigError, Rejection, RejectionKind, VerifiedWebhook};
 
 /// A route's compiled JSON Schemas. Cheap to clone.
 #[derive(Clone)]
@@ -67,8 +68,8 @@ pub struct Schemas {
 }
 
 struct Inner {
-    default: Option<Validator>,
-    by_type: HashMap<String, Validator>,
+    default: Option<Validator<DocJson>>,
+    by_type: HashMap<String, Validator<DocJson>>,
 }
 
 /// Builder for [`Schemas`].
@@ -93,17 +94,59 @@ impl Schemas {
     /// A 422 [`RejectionKind::SchemaViolation`] naming the first failing
     /// JSON pointer.
     pub fn validate(&self, event_type: Option<&str>, value: &Value) -> Result<(), Rejection> {
+        // The schemas are compiled for the layer's own parse of a body; a
+        // value is written out and read that way (the same members, so the
+        // same answer).
+        let bytes = serde_json::to_vec(value).map_err(|_| {
+            Rejection::new(
+                RejectionKind::SchemaViolation,
+                "the value cannot be written as JSON",
+            )
+        })?;
+        let doc = Doc::parse(&bytes).map_err(|_| {
+            Rejection::new(
+                RejectionKind::SchemaViolation,
+                "the value cannot be read back as JSON",
+            )
+        })?;
+        self.validate_doc(event_type, doc.root())
+    }
+
+    /// Checks a verified delivery against the schemas, on the delivery's
+    /// own parse of its body (the one the dedupe key, the event type and
+    /// [`VerifiedWebhook::json`] read; no `serde_json::Value` is built).
+    /// What the layer does after verifying, for code that verifies
+    /// without the layer. A form-encoded body (Slack slash commands) is
+    /// not JSON and passes.
+    ///
+    /// # Errors
+    ///
+    /// 400 [`RejectionKind::InvalidJson`] or [`RejectionKind::DuplicateKeys`]
+    /// if the body is not acceptable JSON; a 422
+    /// [`RejectionKind::SchemaViolation`] naming the first failing JSON
+    /// pointer.
+    pub fn validate_webhook(&self, hook: &VerifiedWebhook) -> Result<(), Rejection> {
+        if hook.is_form_encoded() {
+            return Ok(());
+        }
+        let doc = hook.doc()?;
+        self.validate_doc(hook.event_type(), doc)
+            .map_err(|r| r.with_provider(hook.provider()))
+    }
+
+    /// [`validate`](Self::validate) on the one parse of a body.
+    pub(crate) fn validate_doc(&self, event_type: Option<&str>, doc: DocRef<'_>) -> Result<(), Rejection> {
         if let Some(v) = &self.inner.default {
-            check(v, value)?;
+            check(v, doc)?;
         }
         if let Some(v) = event_type.and_then(|t| self.inner.by_type.get(t)) {
-            check(v, value)?;
+            check(v, doc)?;
         }
         Ok(())
     }
 }
 
-fn check(validator: &Validator, value: &Value) -> Result<(), Rejection> {
+fn check(validator: &Validator<DocJson>, value: DocRef<'_>) -> Result<(), Rejection> {
     let Err(error) = validator.validate(value) else {
         return Ok(());
     };
@@ -197,8 +240,8 @@ impl SchemasBuilder {
     }
 }
 
-fn compile(event_type: Option<&str>, schema: &Value) -> Result<Validator, ConfigError> {
-    jsonschema::options()
+fn compile(event_type: Option<&str>, schema: &Value) -> Result<Validator<DocJson>, ConfigError> {
+    jsonschema::options_for::<DocJson>()
         .offline()
         .with_pattern_options(PatternOptions::regex())
         .build(schema)

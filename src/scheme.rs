@@ -579,9 +579,8 @@ pub(crate) struct BodyFields {
 /// JSON parse, or the raw bytes of a form.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum BodyRef<'a> {
-    /// The parsed value, and the raw bytes it came from (for the rare
-    /// reader that needs the document order of keys).
-    Json(&'a serde_json::Value, &'a [u8]),
+    /// The one parse of the body (members in document order).
+    Json(crate::json::DocRef<'a>),
     Form(&'a [u8]),
 }
 
@@ -600,8 +599,11 @@ fn meta_fields(body: BodyRef<'_>) -> BodyFields {
 /// (`tweet_create_events`, …), in the order the body lists them.
 fn x_fields(body: BodyRef<'_>) -> BodyFields {
     let event_type = match body {
-        BodyRef::Json(serde_json::Value::Object(_), raw) => first_key_ending(raw, "_events"),
-        _ => None,
+        BodyRef::Json(doc) => doc
+            .members()
+            .and_then(|mut m| m.find(|(k, _)| k.ends_with("_events")))
+            .map(|(k, _)| k.to_owned()),
+        BodyRef::Form(_) => None,
     };
     BodyFields {
         event_type,
@@ -609,36 +611,10 @@ fn x_fields(body: BodyRef<'_>) -> BodyFields {
     }
 }
 
-/// The first top-level key of a JSON object, in document order, that ends
-/// with `suffix`. (A parsed `Value` keeps keys sorted, not in order.)
-fn first_key_ending(raw: &[u8], suffix: &str) -> Option<String> {
-    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
-    struct Keys<'s>(&'s str);
-    impl<'de> Visitor<'de> for Keys<'_> {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
-            // The whole object is read (the deserializer checks its end).
-            let mut found = None;
-            while let Some(key) = map.next_key::<String>()? {
-                if found.is_none() && key.ends_with(self.0) {
-                    found = Some(key);
-                }
-                map.next_value::<IgnoredAny>()?;
-            }
-            Ok(found)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_slice(raw);
-    de.deserialize_map(Keys(suffix)).ok().flatten()
-}
-
 /// A string member of a JSON object body, down a path of object keys
 /// (`["event", "id"]`).
 pub(crate) fn json_path(body: BodyRef<'_>, path: &[&str]) -> Option<String> {
-    let BodyRef::Json(mut value, _) = body else {
+    let BodyRef::Json(mut value) = body else {
         return None;
     };
     for key in path {
@@ -690,7 +666,7 @@ pub(crate) fn strict_form(body: &[u8]) -> Option<Vec<(String, String)>> {
 /// A top-level string member of a JSON object body.
 pub(crate) fn json_str(body: BodyRef<'_>, key: &str) -> Option<String> {
     match body {
-        BodyRef::Json(v, _) => v.get(key).and_then(serde_json::Value::as_str).map(str::to_owned),
+        BodyRef::Json(v) => v.get(key).and_then(|v| v.as_str()).map(str::to_owned),
         BodyRef::Form(_) => None,
     }
 }
@@ -1066,16 +1042,20 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::unwrap_used)]
     fn x_event_type_is_the_first_events_key_in_document_order() {
+        fn x_type(body: &[u8]) -> Option<String> {
+            let doc = crate::json::Doc::parse(body).unwrap();
+            x_fields(BodyRef::Json(doc.root())).event_type
+        }
         let body = br#"{"for_user_id":"1","tweet_create_events":[],"favorite_events":[{"a":{"b":1}}]}"#;
+        assert_eq!(x_type(body).as_deref(), Some("tweet_create_events"));
         assert_eq!(
-            first_key_ending(body, "_events").as_deref(),
-            Some("tweet_create_events")
+            x_type(br#"{"z_events":1,"a_events":2}"#).as_deref(),
+            Some("z_events")
         );
-        let body = br#"{"z_events":1,"a_events":2}"#;
-        assert_eq!(first_key_ending(body, "_events").as_deref(), Some("z_events"));
-        assert_eq!(first_key_ending(br#"{"for_user_id":"1"}"#, "_events"), None);
-        assert_eq!(first_key_ending(b"[1]", "_events"), None);
+        assert_eq!(x_type(br#"{"for_user_id":"1"}"#), None);
+        assert_eq!(x_type(b"[1]"), None);
     }
 
     #[test]

@@ -487,13 +487,7 @@ impl Verifier {
         let Some(schemas) = &self.inner.schemas else {
             return Ok(());
         };
-        if hook.is_form_encoded() {
-            return Ok(());
-        }
-        let value = hook.json_value().map_err(|r| self.tag(r))?;
-        schemas
-            .validate(hook.event_type(), value)
-            .map_err(|r| self.tag(r))
+        schemas.validate_webhook(hook).map_err(|r| self.tag(r))
     }
 
     /// Step 0: the route's allowlist, if any. The client address is the

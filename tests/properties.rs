@@ -734,6 +734,7 @@ proptest! {
             serde_json::to_vec(&value).unwrap()
         };
         let reference: Value = serde_json::from_slice(&bytes).unwrap();
+        prop_assert_eq!(internals::parse_json_via_serde(&bytes), Ok(reference.clone()));
         prop_assert_eq!(internals::parse_json(&bytes), Ok(reference));
     }
 
@@ -743,6 +744,10 @@ proptest! {
     fn parse_json_never_panics(bytes in jsonish_bytes()) {
         let strict = internals::parse_json(&bytes);
         let reference = serde_json::from_slice::<Value>(&bytes);
+        if let Ok(value) = &strict {
+            let via_serde = internals::parse_json_via_serde(&bytes);
+            prop_assert_eq!(via_serde.as_ref(), Ok(value));
+        }
         match (&strict, &reference) {
             (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
             (Ok(_), Err(e)) => prop_assert!(false, "accepted what serde_json refuses ({e}): {:?}", bytes),

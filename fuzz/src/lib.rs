@@ -334,6 +334,11 @@ pub fn json_schema(data: &[u8]) {
     match internals::parse_json(data) {
         Ok(value) => {
             assert_eq!(lax.as_ref().ok(), Some(&value), "strict and lax parses disagree");
+            assert_eq!(
+                internals::parse_json_via_serde(data).as_ref(),
+                Ok(&value),
+                "the typed path reads another value"
+            );
             if let Err(rejection) = STRIPE_SCHEMA.validate(None, &value) {
                 assert_eq!(rejection.kind(), RejectionKind::SchemaViolation);
             }

@@ -138,8 +138,8 @@ impl super::Def for Discord {
     ) -> Option<axum::response::Response> {
         let _ = sign;
         use axum::response::IntoResponse as _;
-        let value = hook.json_value().ok()?;
-        if value.get("type").and_then(serde_json::Value::as_u64) != Some(1) {
+        let value = hook.doc().ok()?;
+        if value.get("type").and_then(|t| t.as_u64()) != Some(1) {
             return None;
         }
         Some(
@@ -183,7 +183,7 @@ fn parse(headers: &HeaderMap) -> Result<Parsed<'_>, Rejection> {
 /// The body's `id`, and its `type` by name.
 fn body_fields(body: BodyRef<'_>) -> BodyFields {
     let event_type = match body {
-        BodyRef::Json(v, _) => v.get("type").and_then(serde_json::Value::as_u64).map(|n| {
+        BodyRef::Json(v) => v.get("type").and_then(|t| t.as_u64()).map(|n| {
             match n {
                 1 => "PING",
                 2 => "APPLICATION_COMMAND",
@@ -283,14 +283,21 @@ mod tests {
             (42, "42"),
         ] {
             let v = serde_json::json!({ "id": "7", "type": n });
-            let f = body_fields(BodyRef::Json(&v, b""));
+            let f = fields_of(&v);
             assert_eq!(f.event_type.as_deref(), Some(name));
             assert_eq!(f.id.as_deref(), Some("7"));
         }
         let v = serde_json::json!({ "type": "1" });
-        assert_eq!(body_fields(BodyRef::Json(&v, b"")).event_type, None);
+        assert_eq!(fields_of(&v).event_type, None);
         let v = serde_json::json!([1]);
-        assert_eq!(body_fields(BodyRef::Json(&v, b"")).event_type, None);
+        assert_eq!(fields_of(&v).event_type, None);
+    }
+
+    #[allow(clippy::unwrap_used)]
+    fn fields_of(v: &serde_json::Value) -> BodyFields {
+        let bytes = serde_json::to_vec(v).unwrap();
+        let doc = crate::json::Doc::parse(&bytes).unwrap();
+        body_fields(BodyRef::Json(doc.root()))
     }
 
     #[test]

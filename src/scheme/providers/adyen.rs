@@ -168,11 +168,21 @@ impl ProviderKey for AdyenKey {
 
 /// The first item's `<pspReference>:<eventCode>` and `eventCode`.
 fn fields(body: BodyRef<'_>) -> BodyFields {
-    let BodyRef::Json(doc, _) = body else {
+    let BodyRef::Json(doc) = body else {
         return BodyFields::default();
     };
-    let first = items(doc).and_then(|items| items.first().copied());
-    let get = |k: &str| first.and_then(|i| i.get(k)).and_then(serde_json::Value::as_str);
+    // As `items`: every item must be a `NotificationRequestItem`.
+    let first = doc
+        .get("notificationItems")
+        .and_then(|items| items.elements())
+        .filter(|items| (1..=MAX_ITEMS).contains(&items.len()))
+        .and_then(|mut items| {
+            let first = items.next()?.get("NotificationRequestItem")?;
+            items
+                .all(|i| i.get("NotificationRequestItem").is_some())
+                .then_some(first)
+        });
+    let get = |k: &str| first.and_then(|i| i.get(k)).and_then(|v| v.as_str());
     BodyFields {
         id: get("pspReference")
             .zip(get("eventCode"))

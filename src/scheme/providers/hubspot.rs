@@ -60,17 +60,17 @@ impl Scheme {
 
 /// The first event's `subscriptionType` of a batch (or of a single event).
 fn fields(body: BodyRef<'_>) -> BodyFields {
-    let BodyRef::Json(value, _) = body else {
+    let BodyRef::Json(value) = body else {
         return BodyFields::default();
     };
-    let first = match value {
-        serde_json::Value::Array(items) => items.first(),
-        other => Some(other),
+    let first = match value.elements() {
+        Some(mut items) => items.next(),
+        None => Some(value),
     };
     BodyFields {
         event_type: first
             .and_then(|e| e.get("subscriptionType"))
-            .and_then(serde_json::Value::as_str)
+            .and_then(|e| e.as_str())
             .map(str::to_owned),
         ..BodyFields::default()
     }

@@ -105,7 +105,7 @@ impl Def for Twitch {
         if hook.event_type() != Some(VERIFICATION) {
             return None;
         }
-        let challenge = hook.json_value().ok()?.get("challenge")?.as_str()?.to_owned();
+        let challenge = hook.doc().ok()?.get("challenge")?.as_str()?.to_owned();
         Some(
             (
                 [(

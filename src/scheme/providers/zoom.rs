@@ -100,7 +100,7 @@ impl Def for Zoom {
             return None;
         }
         let plain = hook
-            .json_value()
+            .doc()
             .ok()?
             .get("payload")?
             .get("plainToken")?
