@@ -17,22 +17,26 @@
 //! - `serde_value`: `serde_json::from_slice::<serde_json::Value>`, one
 //!   generic parse;
 //! - `guard_parse_validate_typed`: webhook-guard's payload step on a fresh
-//!   [`VerifiedWebhook`] (made by `Verifier::verify` outside the timing):
-//!   `hook.json_value()` (the one strict parse, refusing duplicate keys),
-//!   `schemas.validate(hook.event_type(), value)`, `hook.json::<StripeEvent>()`
-//!   (deserialized from the parsed value, not from the bytes);
-//! - `guard_json_value`, `guard_validate`, `guard_typed_from_parsed`: those
-//!   three steps alone (the latter two on a hook whose body is already
-//!   parsed), so their sum can be compared with the whole;
+//!   [`VerifiedWebhook`] (made by `Verifier::verify` outside the timing),
+//!   as the layer and `EventRouter` run it: `schemas.validate_webhook(&hook)`
+//!   (the one strict parse into a compact document, refusing duplicate
+//!   keys, and the schema on that document) and `hook.json::<StripeEvent>()`
+//!   (deserialized from the same document, not from the bytes);
+//! - `guard_parse`: the one parse alone (`hook.json::<IgnoredAny>()`, which
+//!   forces it and reads nothing); `guard_json_value`: the parse and a
+//!   `serde_json::Value` built from it, for applications that ask for one;
+//!   `guard_validate` and `guard_typed_from_parsed`: the schema and the
+//!   typed read on a hook whose body is already parsed;
 //! - `serde_typed_from_value`: `StripeEvent::deserialize(&value)` from an
 //!   already parsed `Value`, without the hook's error-path tracking
 //!   (`serde_path_to_error`): what `guard_typed_from_parsed` costs at least;
 //! - `serde_value_validate_serde_typed`: what a layer that parses twice
-//!   would cost: `from_slice::<Value>`, validate, `from_slice::<StripeEvent>`;
+//!   would cost: `from_slice::<Value>`, `jsonschema`'s validator on the
+//!   `Value` (the same schema), `from_slice::<StripeEvent>`;
 //! - `verify_parse_validate_typed`: the whole pipeline, HMAC included:
 //!   `Verifier::verify` (Stripe scheme, schemas attached, fixed clock), then
 //!   validate and typed as above. (`Verifier::verify` itself does not
-//!   validate: the layer does, with the same public `Schemas::validate`.)
+//!   validate: the layer does, with the same public `Schemas::validate_webhook`.)
 //! - `per_request_pipeline` and `per_request_serde_typed`: the whole
 //!   pipeline and serde's typed parse with everything dropped inside the
 //!   timing (`iter`), as one request of a server pays for them: the
@@ -47,8 +51,8 @@
 //! (`iter_batched`), so no variant pays for freeing a parsed tree and the
 //! others not. Before measuring, each size is checked: the
 //! body has the intended size, it verifies, passes the schema, the typed
-//! result through the hook equals serde's, and the hook's parse is cached
-//! (`json_value` twice returns the same value).
+//! result through the hook equals serde's, and the hook's `Value` is
+//! cached (`json_value` twice returns the same value).
 //!
 //! Run:
 //!
@@ -67,6 +71,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
@@ -210,14 +215,20 @@ fn stripe_schemas() -> Schemas {
         .expect("stripe.json compiles")
 }
 
-/// webhook-guard's payload step on a verified delivery: the one strict
-/// parse, the schema, the typed payload from the parsed value.
+/// webhook-guard's payload step on a verified delivery, as the layer and
+/// `EventRouter` run it: the one strict parse (a compact document, no
+/// `Value`), the schema on it, the typed payload from it.
 fn parse_validate_typed(schemas: &Schemas, hook: &VerifiedWebhook) -> StripeEvent {
-    let value = hook.json_value().expect("the body is JSON");
     schemas
-        .validate(hook.event_type(), value)
+        .validate_webhook(hook)
         .expect("the body passes the schema");
     hook.json::<StripeEvent>().expect("the body is a StripeEvent")
+}
+
+/// The hook's one parse alone: a typed read that skips everything
+/// (`IgnoredAny`) forces it and costs nothing more.
+fn parse(hook: &VerifiedWebhook) {
+    hook.json::<IgnoredAny>().expect("the body is JSON");
 }
 
 /// The batch size for `iter_batched`: about 1 MiB of body per batch, so the
@@ -310,6 +321,17 @@ fn payload(c: &mut Criterion) {
             );
         });
 
+        group.bench_function("guard_parse", |b| {
+            b.iter_batched(
+                verify,
+                |hook| {
+                    parse(&hook);
+                    hook
+                },
+                batch(len),
+            );
+        });
+
         group.bench_function("guard_json_value", |b| {
             b.iter_batched(
                 verify,
@@ -323,16 +345,15 @@ fn payload(c: &mut Criterion) {
 
         let parsed = || {
             let hook = verify();
-            hook.json_value().expect("the body is JSON");
+            parse(&hook);
             hook
         };
 
         let hook = parsed();
         group.bench_function("guard_validate", |b| {
             b.iter(|| {
-                let value = hook.json_value().expect("the body is JSON");
                 schemas
-                    .validate(hook.event_type(), black_box(value))
+                    .validate_webhook(black_box(&hook))
                     .expect("the body passes the schema");
             });
         });
@@ -359,14 +380,16 @@ fn payload(c: &mut Criterion) {
         });
         drop(value);
 
+        let value_validator = jsonschema::options()
+            .build(&serde_json::from_str(STRIPE_SCHEMA).unwrap())
+            .unwrap();
         group.bench_function("serde_value_validate_serde_typed", |b| {
             b.iter_batched(
                 || (),
                 |()| {
                     let value: Value = serde_json::from_slice(black_box(&body)).unwrap();
-                    let event_type = value.get("type").and_then(Value::as_str);
-                    schemas
-                        .validate(event_type, &value)
+                    value_validator
+                        .validate(&value)
                         .expect("the body passes the schema");
                     let event: StripeEvent = serde_json::from_slice(black_box(&body)).unwrap();
                     (value, event)
