@@ -42,6 +42,10 @@
 #   LOAD_MODES="stack stack-redis queue-mem queue-redis" bash scripts/load.sh
 #                                        # the whole state in Redis against in memory
 #
+# LOAD_PERF=<dir>: records each measured run of the server with `perf record
+# -g` into <dir>/<mode>.<round>.data (perf must be installed; read it with
+# `perf report -i ...`). The recording costs the server a little.
+#
 # Knobs: LOAD_MODES ("bare stack full"), LOAD_ROUNDS (3), LOAD_SECONDS (10),
 # LOAD_CONNECTIONS (32), LOAD_PACE_MS (0: each connection sends its next
 # request as soon as the last is answered; N: it waits N ms first, so the
@@ -350,7 +354,15 @@ measure() {
 
   before=$(stats "$port")
   out=$work/$mode.$round.txt
+  local perf_pid=
+  if [ -n "${LOAD_PERF:-}" ]; then
+    mkdir -p "$LOAD_PERF"
+    perf record -q -g -F 1999 -p "$server_pid" -o "$LOAD_PERF/$mode.$round.data" -- sleep "$seconds" \
+      >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   run_wrk "$port" "$seconds" "$out"
+  [ -z "$perf_pid" ] || wait "$perf_pid" || true
   after=$(stats "$port")
   check_wrk "$out" "$mode"
   if is_queue "$mode"; then
