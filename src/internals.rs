@@ -74,3 +74,56 @@ pub fn paypal_cert_url(raw: &str, sandbox: bool) -> Option<bool> {
 pub fn paypal_time(raw: &[u8]) -> Option<i64> {
     crate::scheme::paypal::rfc3339(raw)
 }
+
+/// One schema compiled twice with the routes' options: over the document
+/// the layer parses a body into, and over `serde_json::Value`, so tests can
+/// check that the two representations get the same verdicts.
+pub struct SchemaPair {
+    doc: jsonschema::Validator<crate::json::DocJson>,
+    value: jsonschema::Validator<jsonschema::json::SerdeJson>,
+}
+
+impl SchemaPair {
+    /// Compiles `schema` both ways, or says why it does not compile.
+    ///
+    /// # Errors
+    ///
+    /// The compiler's message when the schema is invalid.
+    pub fn new(schema: &serde_json::Value) -> Result<Self, String> {
+        Ok(Self {
+            doc: crate::schema::compile_for(schema)?,
+            value: crate::schema::compile_for(schema)?,
+        })
+    }
+
+    /// What each validator finds in `bytes`: the document's verdict
+    /// first, then `serde_json::Value`'s. `None` when `bytes` is not strict
+    /// JSON.
+    pub fn verdicts(&self, bytes: &[u8]) -> Option<(Verdict, Verdict)> {
+        let doc = crate::json::Doc::parse(bytes).ok()?;
+        let value = crate::json::parse_strict(bytes).ok()?;
+        let ours = Verdict::of(self.doc.is_valid(doc.root()), self.doc.iter_errors(doc.root()));
+        let reference = Verdict::of(self.value.is_valid(&value), self.value.iter_errors(&value));
+        Some((ours, reference))
+    }
+}
+
+/// One validator's answer on one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// What `is_valid` said.
+    pub valid: bool,
+    /// Every error `iter_errors` gave, as its instance path and schema
+    /// path, sorted (member order may differ between representations).
+    pub errors: Vec<(String, String)>,
+}
+
+impl Verdict {
+    fn of(valid: bool, errors: jsonschema::ErrorIterator<'_>) -> Self {
+        let mut errors: Vec<(String, String)> = errors
+            .map(|e| (e.instance_path().to_string(), e.schema_path().to_string()))
+            .collect();
+        errors.sort();
+        Self { valid, errors }
+    }
+}

@@ -241,14 +241,21 @@ impl SchemasBuilder {
 }
 
 fn compile(event_type: Option<&str>, schema: &Value) -> Result<Validator<DocJson>, ConfigError> {
-    jsonschema::options_for::<DocJson>()
+    compile_for::<DocJson>(schema).map_err(|reason| ConfigError::InvalidSchema {
+        event_type: event_type.map(str::to_owned),
+        reason,
+    })
+}
+
+/// A schema compiled with the route's options (no remote references,
+/// linear-time patterns) for the JSON representation `J`: the parsed
+/// document here, `serde_json::Value` for the tests that compare the two.
+pub(crate) fn compile_for<J: jsonschema::json::Json>(schema: &Value) -> Result<Validator<J>, String> {
+    jsonschema::options_for::<J>()
         .offline()
         .with_pattern_options(PatternOptions::regex())
         .build(schema)
-        .map_err(|e| ConfigError::InvalidSchema {
-            event_type: event_type.map(str::to_owned),
-            reason: e.to_string(),
-        })
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! for every scheme, header parsers that never panic, the strict timestamp
 //! parser against an independent reference, the client-IP rule (never a
 //! hop left of the rightmost untrusted one), one winner among concurrent
-//! dedupe claims, and the strict JSON parse against `serde_json`.
+//! dedupe claims, the strict JSON parse against `serde_json`, and the
+//! schema verdicts on the parsed document against `jsonschema` on a
+//! `serde_json::Value`.
 //!
 //! Each property runs a modest number of cases so the file takes a few
 //! seconds in a debug build; failures are persisted by proptest in
@@ -760,6 +762,173 @@ proptest! {
             ),
         }
     }
+}
+
+/// Schema fragments that exercise what the document representation
+/// implements for `jsonschema`: types, numbers (integers written as floats,
+/// `-0`, values past `i64` and `u64`), string lengths in characters,
+/// patterns, equality in `enum`/`const`/`uniqueItems`, member lookup and
+/// iteration, property names, references (one back to the root).
+const SCHEMA_FRAGMENTS: &[&str] = &[
+    r##"{"type":"object"}"##,
+    r##"{"type":["array","integer"]}"##,
+    r##"{"required":["id","n"]}"##,
+    r##"{"properties":{"n":{"type":"integer","minimum":0,"exclusiveMaximum":5}}}"##,
+    r##"{"properties":{"n":{"multipleOf":0.5}}}"##,
+    r##"{"properties":{"n":{"multipleOf":3,"exclusiveMinimum":-1}}}"##,
+    r##"{"properties":{"n":{"maximum":18446744073709551615,"minimum":-9223372036854775808}}}"##,
+    r##"{"properties":{"n":{"type":"number","maximum":1e19}}}"##,
+    r##"{"properties":{"s":{"type":"string","minLength":2,"maxLength":3}}}"##,
+    r##"{"properties":{"s":{"pattern":"^[a-z_]+[0-9]?$"}}}"##,
+    r##"{"properties":{"list":{"uniqueItems":true,"minItems":2,"maxItems":4}}}"##,
+    r##"{"properties":{"list":{"contains":{"type":"integer"},"minContains":2,"maxContains":3}}}"##,
+    r##"{"properties":{"list":{"prefixItems":[{"type":"string"}],"items":{"type":"number"}}}}"##,
+    r##"{"properties":{"list":{"items":{"$ref":"#"}}}}"##,
+    r##"{"properties":{"kind":{"enum":["a",1,null,[1,2],{"x":1},-0]}}}"##,
+    r##"{"properties":{"kind":{"const":1.0}}}"##,
+    r##"{"properties":{"obj":{"minProperties":1,"maxProperties":2,"additionalProperties":{"type":"integer"}}}}"##,
+    r##"{"properties":{"obj":{"$ref":"#/$defs/positive"}}}"##,
+    r##"{"patternProperties":{"^x-":{"type":"string"},"^[ab]$":{"not":{"type":"null"}}}}"##,
+    r##"{"propertyNames":{"maxLength":4,"pattern":"^[a-z]"}}"##,
+    r##"{"dependentRequired":{"a":["b"]},"dependentSchemas":{"b":{"required":["n"]}}}"##,
+    r##"{"if":{"required":["kind"]},"then":{"properties":{"kind":{"type":"string"}}},"else":{"required":["id"]}}"##,
+    r##"{"anyOf":[{"required":["a"]},{"type":"array"}],"oneOf":[{"properties":{"n":{"type":"integer"}}},{"properties":{"n":{"minimum":2}}}]}"##,
+    r##"{"properties":{"id":true,"n":true,"list":true},"unevaluatedProperties":{"type":["object","boolean"]}}"##,
+    r##"{"properties":{"list":{"prefixItems":[true],"unevaluatedItems":{"type":"string"}}}}"##,
+    r##"{"additionalProperties":{"type":["integer","string","array","object"]}}"##,
+];
+
+fn schema_from(fragments: &[usize]) -> Value {
+    let all: Vec<Value> = fragments
+        .iter()
+        .map(|&i| serde_json::from_str(SCHEMA_FRAGMENTS[i]).unwrap())
+        .collect();
+    serde_json::json!({
+        "$defs": {"positive": {"properties": {"n": {"minimum": 0}}, "required": ["n"]}},
+        "allOf": all,
+    })
+}
+
+/// JSON values whose member names and leaves are the ones the schema
+/// fragments talk about, so that both verdicts occur.
+fn schema_instance() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        (-3i64..10).prop_map(Value::from),
+        proptest::sample::select(vec![
+            "0.5",
+            "1.0",
+            "2.5",
+            "-0",
+            "-0.0",
+            "3.0000000000000004",
+            "1e300",
+            "-1e-300",
+            "9007199254740993",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "1.5e1",
+        ])
+        .prop_map(|n| serde_json::from_str::<Value>(n).unwrap()),
+        proptest::sample::select(vec![
+            "",
+            "a",
+            "ab",
+            "é",
+            "😀😀",
+            "😀😀😀😀",
+            "evt_1",
+            "x-y",
+            "A1",
+            "abcd"
+        ])
+        .prop_map(Value::from),
+    ];
+    let names = proptest::sample::select(vec![
+        "id",
+        "n",
+        "s",
+        "list",
+        "kind",
+        "obj",
+        "a",
+        "b",
+        "x-1",
+        "Z",
+        "long_name",
+    ]);
+    let object = |names: proptest::sample::Select<&'static str>, inner: BoxedStrategy<Value>| {
+        proptest::collection::btree_map(names, inner, 0..7).prop_map(|m: BTreeMap<&str, Value>| {
+            Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        })
+    };
+    let inner_names = names.clone();
+    let any_value = leaf
+        .prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..7).prop_map(Value::Array),
+                object(inner_names.clone(), inner),
+            ]
+        })
+        .boxed();
+    // Mostly an object at the top, as webhook bodies are.
+    prop_oneof![1 => any_value.clone(), 4 => object(names, any_value)]
+}
+
+proptest! {
+    // Cheap cases (about a millisecond each), and many fragment pairs to cover.
+    #![proptest_config(ProptestConfig { cases: config().cases.max(512), ..config() })]
+
+    /// The schema gets the same answer, and the same errors at the same
+    /// places, from the document the layer validates as from a
+    /// `serde_json::Value` of the same body.
+    #[test]
+    fn schema_verdicts_agree_with_serde_json_value(
+        fragments in proptest::sample::subsequence((0..SCHEMA_FRAGMENTS.len()).collect::<Vec<_>>(), 1..5),
+        instance in schema_instance(),
+        pretty in any::<bool>(),
+    ) {
+        let pair = internals::SchemaPair::new(&schema_from(&fragments)).unwrap();
+        let bytes = if pretty {
+            serde_json::to_vec_pretty(&instance).unwrap()
+        } else {
+            serde_json::to_vec(&instance).unwrap()
+        };
+        let (ours, reference) = pair.verdicts(&bytes).unwrap();
+        prop_assert_eq!(ours.valid, ours.errors.is_empty(), "{}", String::from_utf8_lossy(&bytes));
+        prop_assert_eq!(ours, reference, "{}", String::from_utf8_lossy(&bytes));
+    }
+}
+
+/// Each fragment alone, on values chosen to pass and to fail it.
+#[test]
+fn schema_fragments_agree_on_chosen_values() {
+    let instances = [
+        r#"{"id":"evt_1","n":1.0,"s":"😀😀","list":[1,1.0],"kind":-0.0}"#,
+        r#"{"n":18446744073709551615,"s":"ab","list":["a",1,2],"kind":1,"obj":{"n":-0}}"#,
+        r#"{"n":-9223372036854775809,"list":[[1],[1.0]],"kind":{"x":1.0},"a":1,"b":null,"x-1":2}"#,
+        r#"{"n":4.5,"s":"a","list":[2,3,"z",4,5],"obj":{},"kind":[1,2],"long_name":1}"#,
+        r#"[1,2.0,{"n":-1}]"#,
+        r#"7.0"#,
+    ];
+    let mut failed = 0;
+    for i in 0..SCHEMA_FRAGMENTS.len() {
+        let pair = internals::SchemaPair::new(&schema_from(&[i])).unwrap();
+        for text in instances {
+            let (ours, reference) = pair.verdicts(text.as_bytes()).unwrap();
+            assert_eq!(ours, reference, "fragment {i} on {text}");
+            failed += usize::from(!ours.valid);
+        }
+    }
+    // The values are chosen so that the fragments both pass and fail.
+    let total = SCHEMA_FRAGMENTS.len() * instances.len();
+    assert!(
+        failed > total / 4 && failed < total * 3 / 4,
+        "{failed} of {total} failed"
+    );
 }
 
 /// Duplicate keys are refused where `serde_json` keeps the last one.

@@ -326,9 +326,38 @@ static STRIPE_SCHEMA: LazyLock<Schemas> = LazyLock::new(|| {
         .expect("schema compiles")
 });
 
+/// The Stripe schema and one that uses most keywords, each compiled over
+/// the layer's document and over `serde_json::Value`.
+static SCHEMA_PAIRS: LazyLock<[internals::SchemaPair; 2]> = LazyLock::new(|| {
+    let stripe =
+        serde_json::from_str(include_str!("../../examples/schemas/stripe.json")).expect("schema JSON");
+    let keywords = serde_json::json!({
+        "$defs": {"positive": {"properties": {"n": {"minimum": 0}}, "required": ["n"]}},
+        "type": ["object", "array", "integer"],
+        "properties": {
+            "n": {"multipleOf": 0.5, "maximum": 18446744073709551615_u64, "exclusiveMinimum": -1},
+            "s": {"type": "string", "minLength": 2, "maxLength": 3, "pattern": "^[a-z_]+[0-9]?$"},
+            "list": {"uniqueItems": true, "maxItems": 4, "contains": {"type": "integer"},
+                     "prefixItems": [{"type": "string"}], "items": {"$ref": "#"}},
+            "kind": {"enum": ["a", 1, null, [1, 2], {"x": 1}]},
+            "obj": {"$ref": "#/$defs/positive", "maxProperties": 2}
+        },
+        "patternProperties": {"^x-": {"type": "string"}},
+        "propertyNames": {"maxLength": 4},
+        "dependentRequired": {"a": ["b"]},
+        "if": {"required": ["kind"]}, "then": {"properties": {"kind": {"type": "string"}}},
+        "unevaluatedProperties": {"type": ["integer", "object"]}
+    });
+    [
+        internals::SchemaPair::new(&stripe).expect("schema compiles"),
+        internals::SchemaPair::new(&keywords).expect("schema compiles"),
+    ]
+});
+
 /// `json_schema`: the strict parse agrees with `serde_json` (except that
-/// it refuses duplicate keys), and a parsed value goes through the Stripe
-/// schema without panicking.
+/// it refuses duplicate keys), a parsed value goes through the Stripe
+/// schema without panicking, and two schemas give the same verdicts and
+/// errors on the layer's document as on a `serde_json::Value`.
 pub fn json_schema(data: &[u8]) {
     let lax = serde_json::from_slice::<serde_json::Value>(data);
     match internals::parse_json(data) {
@@ -343,6 +372,10 @@ pub fn json_schema(data: &[u8]) {
                 assert_eq!(rejection.kind(), RejectionKind::SchemaViolation);
             }
             let _ = STRIPE_SCHEMA.validate(value.get("type").and_then(|t| t.as_str()), &value);
+            for pair in SCHEMA_PAIRS.iter() {
+                let (ours, reference) = pair.verdicts(data).expect("strict JSON");
+                assert_eq!(ours, reference, "the document and the Value disagree");
+            }
         }
         Err(RejectionKind::InvalidJson) => {}
         Err(RejectionKind::DuplicateKeys) => {}
