@@ -75,6 +75,15 @@ pub fn paypal_time(raw: &[u8]) -> Option<i64> {
     crate::scheme::paypal::rfc3339(raw)
 }
 
+/// A typed read of `bytes` through the layer's parsed document (the path
+/// `VerifiedWebhook::json` and `EventRouter` take): `None` when the strict
+/// parse refuses the bytes, else the value or the JSON pointer the
+/// mismatch names.
+pub fn typed_via_doc<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<Result<T, String>> {
+    let doc = crate::json::Doc::parse(bytes).ok()?;
+    Some(crate::json::typed_doc::<T>(doc.root()).map_err(|r| r.pointer().unwrap_or_default().to_owned()))
+}
+
 /// One schema compiled twice with the routes' options: over the document
 /// the layer parses a body into, and over `serde_json::Value`, so tests can
 /// check that the two representations get the same verdicts.

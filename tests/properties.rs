@@ -812,6 +812,38 @@ fn schema_from(fragments: &[usize]) -> Value {
 /// JSON values whose member names and leaves are the ones the schema
 /// fragments talk about, so that both verdicts occur.
 fn schema_instance() -> impl Strategy<Value = Value> {
+    json_about(
+        &[
+            "id",
+            "n",
+            "s",
+            "list",
+            "kind",
+            "obj",
+            "a",
+            "b",
+            "x-1",
+            "Z",
+            "long_name",
+        ],
+        &[
+            "",
+            "a",
+            "ab",
+            "é",
+            "😀😀",
+            "😀😀😀😀",
+            "evt_1",
+            "x-y",
+            "A1",
+            "abcd",
+        ],
+    )
+}
+
+/// JSON values, mostly objects, whose member names and strings are drawn
+/// from the given ones, with numbers at the edges of each representation.
+fn json_about(names: &[&'static str], strings: &[&'static str]) -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
@@ -833,33 +865,9 @@ fn schema_instance() -> impl Strategy<Value = Value> {
             "1.5e1",
         ])
         .prop_map(|n| serde_json::from_str::<Value>(n).unwrap()),
-        proptest::sample::select(vec![
-            "",
-            "a",
-            "ab",
-            "é",
-            "😀😀",
-            "😀😀😀😀",
-            "evt_1",
-            "x-y",
-            "A1",
-            "abcd"
-        ])
-        .prop_map(Value::from),
+        proptest::sample::select(strings.to_vec()).prop_map(Value::from),
     ];
-    let names = proptest::sample::select(vec![
-        "id",
-        "n",
-        "s",
-        "list",
-        "kind",
-        "obj",
-        "a",
-        "b",
-        "x-1",
-        "Z",
-        "long_name",
-    ]);
+    let names = proptest::sample::select(names.to_vec());
     let object = |names: proptest::sample::Select<&'static str>, inner: BoxedStrategy<Value>| {
         proptest::collection::btree_map(names, inner, 0..7).prop_map(|m: BTreeMap<&str, Value>| {
             Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
@@ -901,6 +909,182 @@ proptest! {
         prop_assert_eq!(ours.valid, ours.errors.is_empty(), "{}", String::from_utf8_lossy(&bytes));
         prop_assert_eq!(ours, reference, "{}", String::from_utf8_lossy(&bytes));
     }
+}
+
+/// Payload types that take each path of a serde `Deserializer`: structs
+/// with optional and defaulted fields, integers of every width (range
+/// errors), `char`, unit, tuples, maps with numeric keys, externally,
+/// internally and un-tagged enums (the last two buffer through
+/// `deserialize_any`), flattened members and unknown fields refused.
+mod typed {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    pub(crate) struct Event {
+        pub id: Option<String>,
+        pub n: Option<i32>,
+        pub s: Option<u8>,
+        #[serde(default)]
+        pub list: Vec<f64>,
+        pub kind: Option<Kind>,
+        pub obj: Option<BTreeMap<String, u16>>,
+        pub by_number: Option<BTreeMap<u32, bool>>,
+        pub pair: Option<(i8, String)>,
+        pub unit: Option<()>,
+        pub a: Option<char>,
+        pub b: Option<Box<Event>>,
+        pub tagged: Option<Tagged>,
+        pub loose: Option<Loose>,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub(crate) enum Kind {
+        A,
+        B(i64),
+        C { x: bool },
+        D(u8, u8),
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(tag = "type", rename_all = "lowercase")]
+    pub(crate) enum Tagged {
+        Paid { amount: u64 },
+        Failed { reason: Option<String> },
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(untagged)]
+    pub(crate) enum Loose {
+        Int(i64),
+        Float(f64),
+        Text(String),
+        Flag(bool),
+        List(Vec<Loose>),
+        Map(BTreeMap<String, Loose>),
+        Null(()),
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    pub(crate) struct Flattened {
+        pub id: Option<u64>,
+        #[serde(flatten)]
+        pub rest: BTreeMap<String, serde_json::Value>,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(tag = "type", content = "c", rename_all = "lowercase")]
+    pub(crate) enum Adjacent {
+        Paid(u64),
+        Failed { reason: Option<String> },
+        C,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct Strict {
+        pub id: String,
+        #[serde(default)]
+        pub n: u64,
+    }
+}
+
+/// The typed read through the layer's document gives what `serde_json`
+/// gives, or fails where it fails.
+fn typed_agrees<T>(bytes: &[u8]) -> Result<(), TestCaseError>
+where
+    T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let Some(ours) = internals::typed_via_doc::<T>(bytes) else {
+        return Ok(());
+    };
+    let theirs = serde_json::from_slice::<T>(bytes).map_err(|e| e.to_string());
+    let text = String::from_utf8_lossy(bytes);
+    match (ours, theirs) {
+        (Ok(a), Ok(b)) => prop_assert_eq!(a, b, "{}", text),
+        (Err(_), Err(_)) => {}
+        (a, b) => prop_assert!(
+            false,
+            "{} against serde_json's {:?} on {}",
+            std::any::type_name::<T>(),
+            (a, b),
+            text
+        ),
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: config().cases.max(512), ..config() })]
+
+    /// `VerifiedWebhook::json::<T>()` and `EventRouter` read a payload as
+    /// `serde_json::from_slice` would.
+    #[test]
+    fn typed_payloads_agree_with_serde_json(
+        value in json_about(
+            &["id", "n", "s", "list", "kind", "obj", "by_number", "pair", "unit", "a", "b",
+              "tagged", "loose", "type", "amount", "reason", "x", "c", "d", "1", "-2", "07", "-0",
+              "1e2", "1.5", "true", "+3", " 4", "18446744073709551616",
+              "-170141183460469231731687303715884105729"],
+            &["", "a", "b", "c", "paid", "failed", "é", "😀", "evt_1", "ab", "1", "true", "type"],
+        ),
+        pretty in any::<bool>(),
+    ) {
+        let bytes = if pretty {
+            serde_json::to_vec_pretty(&value).unwrap()
+        } else {
+            serde_json::to_vec(&value).unwrap()
+        };
+        typed_agrees::<typed::Event>(&bytes)?;
+        typed_agrees::<typed::Kind>(&bytes)?;
+        typed_agrees::<typed::Tagged>(&bytes)?;
+        typed_agrees::<typed::Loose>(&bytes)?;
+        typed_agrees::<typed::Flattened>(&bytes)?;
+        typed_agrees::<typed::Adjacent>(&bytes)?;
+        typed_agrees::<(u8, Option<bool>, String)>(&bytes)?;
+        typed_agrees::<Vec<u8>>(&bytes)?;
+        typed_agrees::<Option<Option<Box<str>>>>(&bytes)?;
+        typed_agrees::<typed::Strict>(&bytes)?;
+        typed_agrees::<Vec<Option<i16>>>(&bytes)?;
+        typed_agrees::<BTreeMap<i64, Value>>(&bytes)?;
+        typed_agrees::<BTreeMap<u8, Value>>(&bytes)?;
+        typed_agrees::<BTreeMap<i128, Value>>(&bytes)?;
+        typed_agrees::<BTreeMap<u128, Value>>(&bytes)?;
+        typed_agrees::<BTreeMap<bool, Value>>(&bytes)?;
+        typed_agrees::<std::collections::HashMap<String, f64>>(&bytes)?;
+    }
+}
+
+/// Map keys written with escapes are strings to `serde_json`, never
+/// numbers or booleans; the typed read agrees.
+#[test]
+fn escaped_keys_are_not_numbers() {
+    for text in [
+        r#"{"\u0031":1}"#,
+        r#"{"\u0074rue":1}"#,
+        r#"{"1\u0030":1}"#,
+        r#"{"10":1}"#,
+        r#"{"true":1}"#,
+    ] {
+        let numbers = internals::typed_via_doc::<BTreeMap<u32, u8>>(text.as_bytes()).unwrap();
+        assert_eq!(
+            numbers.is_ok(),
+            serde_json::from_str::<BTreeMap<u32, u8>>(text).is_ok(),
+            "{text}"
+        );
+        let flags = internals::typed_via_doc::<BTreeMap<bool, u8>>(text.as_bytes()).unwrap();
+        assert_eq!(
+            flags.is_ok(),
+            serde_json::from_str::<BTreeMap<bool, u8>>(text).is_ok(),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        internals::typed_via_doc::<BTreeMap<u32, u8>>(br#"{"10":1}"#).unwrap(),
+        Ok(BTreeMap::from([(10, 1)]))
+    );
 }
 
 /// Each fragment alone, on values chosen to pass and to fail it.

@@ -18,6 +18,17 @@
 //! fit `u64`/`i64` kept as integers, `-0` and larger integers as `f64`,
 //! non-integers read by `serde_json` itself (the same rounding), infinite
 //! ones refused. Objects that repeat a key are refused.
+//!
+//! Typed reads follow `serde_json::from_slice` too: each `deserialize_*`
+//! takes only the JSON types `serde_json`'s does (a field identifier is a
+//! string, never an index), struct variants take arrays, and map keys read
+//! as numbers or booleans only when written as exactly one, without
+//! escapes. Two differences remain, a refusal and a last-bit rounding: an
+//! `i128`/`u128` field refuses
+//! integers past `u64`/`i64` and `-0` (kept as `f64` here, read exactly by
+//! `serde_json`), and an `f32` field gets the `f64` rounded again, where
+//! `serde_json` rounds the decimal once (they differ only for decimals
+//! within a hair of halfway between two `f32`s).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -64,6 +75,8 @@ struct Slot {
 pub(crate) struct Doc {
     text: String,
     nodes: Vec<Slot>,
+    /// `text[..plain]` is the body; strings with escapes, decoded, follow.
+    plain: u32,
 }
 
 impl fmt::Debug for Doc {
@@ -96,6 +109,7 @@ impl Doc {
         Ok(Doc {
             text: p.text,
             nodes: p.nodes,
+            plain: offset(bytes.len())?,
         })
     }
 
@@ -751,6 +765,7 @@ impl Json for DocJson {
         buffer.text.push_str(string);
         buffer.nodes.clear();
         let end = u32::try_from(string.len()).unwrap_or(u32::MAX);
+        buffer.plain = end;
         buffer.nodes.push(Slot {
             tag: Tag::Str,
             next: 1,
@@ -932,6 +947,22 @@ impl<'a> Array<'a, DocJson> for DocRef<'a> {
 /// Why a typed read failed (the message only; the caller names the path).
 pub(crate) type DeError = de::value::Error;
 
+/// Typed reads that take one JSON type and hand it to the visitor as
+/// `deserialize_any` would, or refuse any other.
+macro_rules! only {
+    ($($method:ident => $is:ident),* $(,)?) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+                if self.slot().tag.$is() {
+                    self.deserialize_any(visitor)
+                } else {
+                    Err(de::Error::invalid_type(self.unexpected(), &visitor))
+                }
+            }
+        )*
+    };
+}
+
 impl<'de> Deserializer<'de> for DocRef<'de> {
     type Error = DeError;
 
@@ -1017,9 +1048,101 @@ impl<'de> Deserializer<'de> for DocRef<'de> {
         visitor.visit_unit()
     }
 
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+    // Each typed read takes only the JSON type `serde_json` takes for it,
+    // so a visitor that accepts more (a field or variant identifier takes
+    // an index, some visitors take numbers as strings) sees what it would
+    // see from `serde_json::from_slice`.
+    only! {
+        deserialize_bool => is_bool,
+        deserialize_i8 => is_number, deserialize_i16 => is_number,
+        deserialize_i32 => is_number, deserialize_i64 => is_number,
+        deserialize_u8 => is_number, deserialize_u16 => is_number,
+        deserialize_u32 => is_number, deserialize_u64 => is_number,
+        deserialize_f32 => is_number, deserialize_f64 => is_number,
+        // Integers wider than 64 bits are numbers past `u64` here, kept as
+        // `f64`: refused (`serde_json` reads them exactly).
+        deserialize_i128 => is_integer, deserialize_u128 => is_integer,
+        deserialize_char => is_str, deserialize_str => is_str,
+        deserialize_string => is_str, deserialize_identifier => is_str,
+        deserialize_unit => is_null,
+        deserialize_seq => is_array,
+        deserialize_map => is_object,
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.slot().tag {
+            Tag::Str => visitor.visit_borrowed_bytes(self.doc.str_at(self.slot()).as_bytes()),
+            Tag::Array => self.deserialize_any(visitor),
+            _ => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
+        }
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_bytes(visitor)
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.deserialize_unit(visitor)
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        // An array (fields in order) or an object, as `serde_json` takes.
+        match self.slot().tag {
+            Tag::Array | Tag::Object => self.deserialize_any(visitor),
+            _ => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
+        }
+    }
+}
+
+impl Tag {
+    fn is_bool(self) -> bool {
+        matches!(self, Tag::True | Tag::False)
+    }
+
+    fn is_number(self) -> bool {
+        matches!(self, Tag::U64 | Tag::I64 | Tag::F64)
+    }
+
+    fn is_integer(self) -> bool {
+        matches!(self, Tag::U64 | Tag::I64)
+    }
+
+    fn is_str(self) -> bool {
+        self == Tag::Str
+    }
+
+    fn is_null(self) -> bool {
+        self == Tag::Null
+    }
+
+    fn is_array(self) -> bool {
+        self == Tag::Array
+    }
+
+    fn is_object(self) -> bool {
+        self == Tag::Object
     }
 }
 
@@ -1062,10 +1185,11 @@ impl<'de> MapAccess<'de> for MapDoc<'de> {
     type Error = DeError;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+        let escaped = self.it.left > 0 && self.it.doc.slot(self.it.at).a >= self.it.doc.plain;
         match self.it.next() {
             Some((key, value)) => {
                 self.value = Some(value);
-                seed.deserialize(KeyDoc(key)).map(Some)
+                seed.deserialize(KeyDoc { key, escaped }).map(Some)
             }
             None => Ok(None),
         }
@@ -1094,7 +1218,10 @@ impl<'de> de::EnumAccess<'de> for EnumDoc<'de> {
     type Variant = DocRef<'de>;
 
     fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, DocRef<'de>), DeError> {
-        let variant = seed.deserialize(KeyDoc(self.variant))?;
+        let variant = seed.deserialize(KeyDoc {
+            key: self.variant,
+            escaped: false,
+        })?;
         Ok((variant, self.value))
     }
 }
@@ -1116,24 +1243,68 @@ impl<'de> de::VariantAccess<'de> for DocRef<'de> {
 
     fn struct_variant<V: Visitor<'de>>(
         self,
-        _fields: &'static [&'static str],
+        fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
-        self.deserialize_map(visitor)
+        self.deserialize_struct("", fields, visitor)
     }
 }
 
 /// An object key: a string, also readable as a number or a boolean
-/// (`HashMap<u32, _>`), as `serde_json` reads keys.
-struct KeyDoc<'de>(&'de str);
+/// (`HashMap<u32, _>`), exactly as `serde_json` reads keys: the key as
+/// written (no escape) must be one JSON number (or `true`/`false`) and
+/// nothing else, so `"07"`, `"+7"`, `" 7"` and `"\u0037"` are not numbers.
+struct KeyDoc<'de> {
+    key: &'de str,
+    escaped: bool,
+}
 
-macro_rules! parse_key {
-    ($($method:ident => $visit:ident),* $(,)?) => {
+impl KeyDoc<'_> {
+    /// The key as one JSON number, read as the document's numbers are.
+    fn number(&self) -> Option<DocNumber> {
+        if self.escaped {
+            return None;
+        }
+        let mut p = Parser {
+            b: self.key.as_bytes(),
+            i: 0,
+            nodes: Vec::with_capacity(1),
+            text: String::new(),
+            depth: MAX_DEPTH,
+            keys: Vec::new(),
+        };
+        p.number().ok()?;
+        if p.i != self.key.len() {
+            return None;
+        }
+        let doc = Doc {
+            text: String::new(),
+            nodes: p.nodes,
+            plain: 0,
+        };
+        doc.root().number()
+    }
+
+    /// The key as a JSON integer of any width (`i128`, `u128`):
+    /// `-?(0|[1-9][0-9]*)` and nothing else.
+    fn integer(&self) -> Option<&str> {
+        let digits = self.key.strip_prefix('-').unwrap_or(self.key);
+        let plain = !self.escaped
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (digits == "0" || digits.bytes().next().is_some_and(|b| (b'1'..=b'9').contains(&b)));
+        plain.then_some(self.key)
+    }
+}
+
+macro_rules! number_key {
+    ($($method:ident),* $(,)?) => {
         $(
             fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-                match self.0.parse() {
-                    Ok(n) => visitor.$visit(n),
-                    Err(_) => visitor.visit_borrowed_str(self.0),
+                match self.number() {
+                    Some(DocNumber::U64(n)) => visitor.visit_u64(n),
+                    Some(DocNumber::I64(n)) => visitor.visit_i64(n),
+                    Some(DocNumber::F64(f)) => visitor.visit_f64(f),
+                    None => Err(de::Error::invalid_type(de::Unexpected::Str(self.key), &visitor)),
                 }
             }
         )*
@@ -1144,18 +1315,37 @@ impl<'de> Deserializer<'de> for KeyDoc<'de> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        visitor.visit_borrowed_str(self.0)
+        visitor.visit_borrowed_str(self.key)
     }
 
-    parse_key! {
-        deserialize_bool => visit_bool,
-        deserialize_i8 => visit_i8, deserialize_i16 => visit_i16,
-        deserialize_i32 => visit_i32, deserialize_i64 => visit_i64,
-        deserialize_i128 => visit_i128,
-        deserialize_u8 => visit_u8, deserialize_u16 => visit_u16,
-        deserialize_u32 => visit_u32, deserialize_u64 => visit_u64,
-        deserialize_u128 => visit_u128,
-        deserialize_f32 => visit_f32, deserialize_f64 => visit_f64,
+    number_key! {
+        deserialize_i8, deserialize_i16, deserialize_i32, deserialize_i64,
+        deserialize_u8, deserialize_u16, deserialize_u32, deserialize_u64,
+        deserialize_f32, deserialize_f64,
+    }
+
+    fn deserialize_i128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.integer().map(str::parse::<i128>) {
+            Some(Ok(n)) => visitor.visit_i128(n),
+            Some(Err(_)) => Err(de::Error::custom("number out of range")),
+            None => Err(de::Error::invalid_type(de::Unexpected::Str(self.key), &visitor)),
+        }
+    }
+
+    fn deserialize_u128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.integer().map(str::parse::<u128>) {
+            Some(Ok(n)) => visitor.visit_u128(n),
+            Some(Err(_)) => Err(de::Error::custom("number out of range")),
+            None => Err(de::Error::invalid_type(de::Unexpected::Str(self.key), &visitor)),
+        }
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match (self.escaped, self.key) {
+            (false, "true") => visitor.visit_bool(true),
+            (false, "false") => visitor.visit_bool(false),
+            _ => Err(de::Error::invalid_type(de::Unexpected::Str(self.key), &visitor)),
+        }
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -1176,7 +1366,7 @@ impl<'de> Deserializer<'de> for KeyDoc<'de> {
         _variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
-        visitor.visit_enum(self.0.into_deserializer())
+        visitor.visit_enum(self.key.into_deserializer())
     }
 
     serde::forward_to_deserialize_any! {
