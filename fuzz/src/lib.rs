@@ -354,10 +354,32 @@ static SCHEMA_PAIRS: LazyLock<[internals::SchemaPair; 2]> = LazyLock::new(|| {
     ]
 });
 
+/// Payload types for the typed reads (shared with the property tests).
+#[path = "../../tests/support/typed_payloads.rs"]
+mod typed;
+
+/// The typed read through the layer's document gives `serde_json`'s
+/// answer: the same value, or a failure where it fails.
+fn typed_agrees<T>(data: &[u8])
+where
+    T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let Some(ours) = internals::typed_via_doc::<T>(data) else {
+        return;
+    };
+    let theirs = serde_json::from_slice::<T>(data);
+    match (ours, theirs) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "typed reads disagree"),
+        (Err(_), Err(_)) => {}
+        (a, b) => panic!("typed reads disagree: {a:?} against {b:?}"),
+    }
+}
+
 /// `json_schema`: the strict parse agrees with `serde_json` (except that
 /// it refuses duplicate keys), a parsed value goes through the Stripe
-/// schema without panicking, and two schemas give the same verdicts and
-/// errors on the layer's document as on a `serde_json::Value`.
+/// schema without panicking, two schemas give the same verdicts and
+/// errors on the layer's document as on a `serde_json::Value`, and typed
+/// reads give what `serde_json::from_slice` gives.
 pub fn json_schema(data: &[u8]) {
     let lax = serde_json::from_slice::<serde_json::Value>(data);
     match internals::parse_json(data) {
@@ -376,6 +398,12 @@ pub fn json_schema(data: &[u8]) {
                 let (ours, reference) = pair.verdicts(data).expect("strict JSON");
                 assert_eq!(ours, reference, "the document and the Value disagree");
             }
+            typed_agrees::<typed::Event>(data);
+            typed_agrees::<typed::Tagged>(data);
+            typed_agrees::<typed::Adjacent>(data);
+            typed_agrees::<typed::Loose>(data);
+            typed_agrees::<typed::Flattened>(data);
+            typed_agrees::<std::collections::BTreeMap<i64, Vec<Option<u16>>>>(data);
         }
         Err(RejectionKind::InvalidJson) => {}
         Err(RejectionKind::DuplicateKeys) => {}
