@@ -212,6 +212,10 @@ for i, data in enumerate([
     "\ufeff{}",
     '{"id":"e","object":"event","type":"t","created":1700000000,"data":{"object":{}}} x',
     "",
+    # Typed reads: numeric and boolean keys, tags, a struct variant as an array.
+    '{"by_number":{"07":true,"1":false},"pair":[1,"x"],"tagged":{"type":"paid","amount":1}}',
+    '{"kind":{"c":[false]},"loose":[1,1.5,"a",{"k":null}],"type":"c","c":{"x":1}}',
+    '[1,""]',
 ]):
     write("json_schema", f"seed-{i:02}", data)
 
