@@ -70,6 +70,57 @@ struct Slot {
     b: u32,
 }
 
+impl Slot {
+    fn number(self) -> Option<DocNumber> {
+        let bits = u64::from(self.a) | (u64::from(self.b) << 32);
+        match self.tag {
+            Tag::U64 => Some(DocNumber::U64(bits)),
+            Tag::I64 => Some(DocNumber::I64(bits as i64)),
+            Tag::F64 => Some(DocNumber::F64(f64::from_bits(bits))),
+            _ => None,
+        }
+    }
+}
+
+/// A dropped document's buffers, kept by each thread for its next parse
+/// (the text and nodes of a 1 KiB body are past the allocator's small
+/// sizes, so allocating them fresh every request costs more than the
+/// parse's smallest steps). Only buffers up to this size are kept.
+const SPARE_MAX_BYTES: usize = 64 * 1024;
+
+std::thread_local! {
+    static SPARE: std::cell::Cell<Option<(String, Vec<Slot>)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Buffers for a parse of `len` bytes: the thread's spare ones, emptied,
+/// or new ones.
+fn buffers(len: usize) -> (String, Vec<Slot>) {
+    let (mut text, mut nodes) = SPARE
+        .try_with(std::cell::Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    text.clear();
+    nodes.clear();
+    text.reserve(len + 16);
+    nodes.reserve(len / 5 + 4);
+    (text, nodes)
+}
+
+impl Drop for Doc {
+    fn drop(&mut self) {
+        let bytes = self.text.capacity() + self.nodes.capacity() * std::mem::size_of::<Slot>();
+        if bytes == 0 || bytes > SPARE_MAX_BYTES {
+            return;
+        }
+        let text = std::mem::take(&mut self.text);
+        let nodes = std::mem::take(&mut self.nodes);
+        // Fails only while the thread is being torn down: the buffers are
+        // then simply freed.
+        let _ = SPARE.try_with(|spare| spare.set(Some((text, nodes))));
+    }
+}
+
 /// A parsed JSON document. The root is node 0.
 #[derive(Default)]
 pub(crate) struct Doc {
@@ -90,27 +141,32 @@ impl Doc {
     /// Parses `bytes` as one JSON value, refusing duplicate keys.
     pub(crate) fn parse(bytes: &[u8]) -> Result<Doc, JsonError> {
         let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Syntax)?;
-        let mut owned = String::with_capacity(text.len() + 16);
+        let (mut owned, nodes) = buffers(text.len());
         owned.push_str(text);
+        // Not the spare's: a fresh small scratch measured faster.
+        let keys = Vec::with_capacity(32);
         let mut p = Parser {
             b: bytes,
             i: 0,
-            nodes: Vec::with_capacity(bytes.len() / 5 + 4),
+            nodes,
             text: owned,
             depth: MAX_DEPTH,
-            keys: Vec::with_capacity(32),
+            keys,
         };
         p.ws();
-        p.value()?;
+        let parsed = p.value();
         p.ws();
-        if p.i != bytes.len() {
-            return Err(JsonError::Syntax);
-        }
-        Ok(Doc {
+        // A refused body's buffers go back too.
+        let doc = Doc {
             text: p.text,
             nodes: p.nodes,
             plain: offset(bytes.len())?,
-        })
+        };
+        parsed?;
+        if p.i != bytes.len() {
+            return Err(JsonError::Syntax);
+        }
+        Ok(doc)
     }
 
     /// The root value.
@@ -577,14 +633,7 @@ impl<'a> DocRef<'a> {
 
     /// The number, if this is one.
     pub(crate) fn number(&self) -> Option<DocNumber> {
-        let s = self.slot();
-        let bits = u64::from(s.a) | (u64::from(s.b) << 32);
-        match s.tag {
-            Tag::U64 => Some(DocNumber::U64(bits)),
-            Tag::I64 => Some(DocNumber::I64(bits as i64)),
-            Tag::F64 => Some(DocNumber::F64(f64::from_bits(bits))),
-            _ => None,
-        }
+        self.slot().number()
     }
 
     /// The value as `u64`, if it is a non-negative integer.
@@ -1277,12 +1326,7 @@ impl KeyDoc<'_> {
         if p.i != self.key.len() {
             return None;
         }
-        let doc = Doc {
-            text: String::new(),
-            nodes: p.nodes,
-            plain: 0,
-        };
-        doc.root().number()
+        p.nodes.first().and_then(|slot| slot.number())
     }
 
     /// The key as a JSON integer of any width (`i128`, `u128`):
@@ -1592,6 +1636,25 @@ mod tests {
         let doc = Doc::parse(br#"{"id":"evt_1","data":{"n":0}}"#).unwrap();
         let error = validator.validate(doc.root()).unwrap_err();
         assert_eq!(error.instance_path().to_string(), "/data/n");
+    }
+
+    #[test]
+    fn a_dropped_documents_buffers_serve_the_next_parse_and_nothing_of_it_shows() {
+        let long = format!(r#"{{"a":"{}","b":[1,2,3],"c":"\u00e9"}}"#, "x".repeat(900));
+        let first = Doc::parse(long.as_bytes()).unwrap();
+        let text = first.text.as_ptr();
+        drop(first);
+        let second = Doc::parse(br#"{"b":"short"}"#).unwrap();
+        assert_eq!(second.text.as_ptr(), text, "the spare text buffer was reused");
+        assert_eq!(second.root().to_value(), serde_json::json!({"b": "short"}));
+        assert_eq!(second.text, r#"{"b":"short"}"#);
+        drop(second);
+        // A refused body gives its buffers back too, and a big one is not kept.
+        assert!(Doc::parse(b"[1,").is_err());
+        let big = format!("[{}1]", "1,".repeat(40_000));
+        drop(Doc::parse(big.as_bytes()).unwrap());
+        let spare = SPARE.with(std::cell::Cell::take);
+        assert!(spare.is_none(), "a document past the bound is freed, not kept");
     }
 
     #[test]
