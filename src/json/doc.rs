@@ -85,8 +85,10 @@ impl Slot {
 /// A dropped document's buffers, kept by each thread for its next parse
 /// (the text and nodes of a 1 KiB body are past the allocator's small
 /// sizes, so allocating them fresh every request costs more than the
-/// parse's smallest steps). Only buffers up to this size are kept.
-const SPARE_MAX_BYTES: usize = 64 * 1024;
+/// parse's smallest steps). Only buffers up to this size are kept (a body
+/// of ~7 KiB), so a thread holds at most this much between parses: also
+/// the blocking-pool threads a handler may drop its delivery on.
+const SPARE_MAX_BYTES: usize = 32 * 1024;
 
 std::thread_local! {
     static SPARE: std::cell::Cell<Option<(String, Vec<Slot>)>> = const { std::cell::Cell::new(None) };
