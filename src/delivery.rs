@@ -199,10 +199,7 @@ impl VerifiedWebhook {
     /// [`RejectionKind::DuplicateKeys`] if an object repeats a key.
     pub fn json_value(&self) -> Result<&serde_json::Value, Rejection> {
         let doc = self.doc()?;
-        Ok(self.inner.value.get_or_init(|| {
-            use serde::Deserialize as _;
-            serde_json::Value::deserialize(doc).unwrap_or_else(|_| doc.to_value())
-        }))
+        Ok(self.inner.value.get_or_init(|| doc.to_value()))
     }
 
     /// The one parse of the body (cached): the errors of
