@@ -47,7 +47,8 @@
 # `perf report -i ...`). The recording costs the server a little.
 #
 # Knobs: LOAD_MODES ("bare stack full"), LOAD_ROUNDS (3), LOAD_SECONDS (10),
-# LOAD_CONNECTIONS (32), LOAD_PACE_MS (0: each connection sends its next
+# LOAD_CONNECTIONS (32), LOAD_BIN (a webhook-guard-peers binary to run instead
+# of building one: to compare two builds, run the script once with each), LOAD_PACE_MS (0: each connection sends its next
 # request as soon as the last is answered; N: it waits N ms first, so the
 # modes get about the same offered load, connections / (N ms + latency),
 # and their latencies compare at that load rather than at each one's
@@ -178,11 +179,17 @@ fi
 
 # --- build and pool ----------------------------------------------------------
 
-echo "load: building the servers (release)" >&2
-bin=$(cargo build --release --manifest-path benches/peers/Cargo.toml \
-  --message-format=json-render-diagnostics |
-  sed -n 's/.*"executable":"\([^"]*webhook-guard-peers\)".*/\1/p' | tail -n 1)
-[ -n "$bin" ] && [ -x "$bin" ] || die "cargo did not report the webhook-guard-peers binary"
+if [ -n "${LOAD_BIN:-}" ]; then
+  bin=$LOAD_BIN
+  [ -x "$bin" ] || die "LOAD_BIN: $bin is not an executable file"
+  echo "load: running the servers of $bin" >&2
+else
+  echo "load: building the servers (release)" >&2
+  bin=$(cargo build --release --manifest-path benches/peers/Cargo.toml \
+    --message-format=json-render-diagnostics |
+    sed -n 's/.*"executable":"\([^"]*webhook-guard-peers\)".*/\1/p' | tail -n 1)
+  [ -n "$bin" ] && [ -x "$bin" ] || die "cargo did not report the webhook-guard-peers binary"
+fi
 
 work=$(mktemp -d)
 server_pid=
