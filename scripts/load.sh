@@ -47,7 +47,8 @@
 # `perf report -i ...`). The recording costs the server a little.
 #
 # Knobs: LOAD_MODES ("bare stack full"), LOAD_ROUNDS (3), LOAD_SECONDS (10),
-# LOAD_CONNECTIONS (32), LOAD_BIN (a webhook-guard-peers binary to run instead
+# LOAD_CONNECTIONS (32), LOAD_QUEUE_WORKERS (4: the queue modes' workers),
+# LOAD_BIN (a webhook-guard-peers binary to run instead
 # of building one: to compare two builds, run the script once with each), LOAD_PACE_MS (0: each connection sends its next
 # request as soon as the last is answered; N: it waits N ms first, so the
 # modes get about the same offered load, connections / (N ms + latency),
@@ -106,6 +107,11 @@ die() {
   exit 1
 }
 
+if [ -n "${LOAD_QUEUE_WORKERS:-}" ]; then
+  [[ $LOAD_QUEUE_WORKERS =~ ^[1-9][0-9]*$ ]] ||
+    die "LOAD_QUEUE_WORKERS must be a whole number greater than 0, not '$LOAD_QUEUE_WORKERS'"
+  export LOAD_QUEUE_WORKERS
+fi
 for knob in LOAD_ROUNDS:rounds LOAD_SECONDS:seconds LOAD_CONNECTIONS:connections LOAD_POOL:pool_size LOAD_DRAIN:drain_limit; do
   name=${knob#*:}
   value=${!name}

@@ -71,9 +71,20 @@ const QUOTA_PER_SECOND: u32 = 10_000_000;
 /// run sends, so no request is ever refused `queue_full`.
 pub(crate) const QUEUE_CAPACITY: usize = 1_000_000;
 
-/// How many workers run the handler in the queue modes (the crate's
-/// default).
+/// How many workers run the handler in the queue modes unless
+/// `LOAD_QUEUE_WORKERS` says otherwise (the crate's default).
 pub(crate) const QUEUE_WORKERS: usize = 4;
+
+/// The queue modes' worker count: `LOAD_QUEUE_WORKERS` (which
+/// `scripts/load.sh` passes on) if set, else [`QUEUE_WORKERS`].
+fn queue_workers() -> Result<NonZeroUsize, String> {
+    match std::env::var("LOAD_QUEUE_WORKERS") {
+        Err(_) => Ok(NonZeroUsize::new(QUEUE_WORKERS).unwrap_or(NonZeroUsize::MIN)),
+        Ok(v) => v
+            .parse::<NonZeroUsize>()
+            .map_err(|_| format!("LOAD_QUEUE_WORKERS must be a whole number greater than 0, not '{v}'")),
+    }
+}
 
 /// How long the queue modes' workers get to finish at shutdown.
 const QUEUE_GRACE: Duration = Duration::from_secs(5);
@@ -266,6 +277,7 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let queue_workers = queue_workers()?;
 
     // The Redis modes' connection.
     let redis = match mode {
@@ -290,7 +302,7 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
             .map_err(configuration)?;
         let (queue, handle) = AckQueue::builder()
             .storage(storage)
-            .workers(NonZeroUsize::new(QUEUE_WORKERS).unwrap_or(NonZeroUsize::MIN))
+            .workers(queue_workers)
             .spawn(bytes_handler(&stats).with_state(()))
             .map_err(configuration)?;
         queued = Some((verifier, queue, handle));
@@ -316,7 +328,7 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
             ),
         };
         let (queue, handle) = builder
-            .workers(NonZeroUsize::new(QUEUE_WORKERS).unwrap_or(NonZeroUsize::MIN))
+            .workers(queue_workers)
             .spawn(bytes_handler(&stats).with_state(()))
             .map_err(configuration)?;
         queued = Some((verifier, queue, handle));
@@ -328,13 +340,13 @@ pub(crate) async fn run(mode: Mode, addr: &str) -> Result<(), String> {
         RETENTION.as_millis(),
         match (&queued, &state_dir) {
             (Some(_), Some(dir)) => format!(
-                ", queue of {QUEUE_CAPACITY} in SQLite under {} with {QUEUE_WORKERS} workers",
+                ", queue of {QUEUE_CAPACITY} in SQLite under {} with {queue_workers} workers",
                 dir.path().display()
             ),
             (Some(_), None) if mode == Mode::QueueRedis => {
-                format!(", queue of {QUEUE_CAPACITY} in Redis with {QUEUE_WORKERS} workers")
+                format!(", queue of {QUEUE_CAPACITY} in Redis with {queue_workers} workers")
             }
-            (Some(_), None) => format!(", queue of {QUEUE_CAPACITY} in memory with {QUEUE_WORKERS} workers"),
+            (Some(_), None) => format!(", queue of {QUEUE_CAPACITY} in memory with {queue_workers} workers"),
             _ => String::new(),
         }
     );
