@@ -435,7 +435,7 @@ type DueJob = (i64, i64, i64, Option<Delivery>);
 /// the checkpointer thread keeps the WAL far smaller.
 const WAL_BACKSTOP_PAGES: u32 = 8192;
 /// How often the checkpointer thread copies the WAL into the database
-/// while commits keep coming (under load, p99 went 6.3, 3.9, 3.0 ms at 30,
+/// while commits keep coming (under load, p99 went 5.9, 3.9, 3.0 ms at 30,
 /// 10, 3 ms apart, and no lower at 1 ms; see BENCHMARKS.md).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(3);
 /// The longest it waits between looks while nothing new is committed: it
