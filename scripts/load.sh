@@ -50,10 +50,10 @@
 # LOAD_CONNECTIONS (32), LOAD_QUEUE_WORKERS (4: the queue modes' workers),
 # LOAD_BIN (a webhook-guard-peers binary to run instead of building one: to
 # compare two builds, run the script once with each), LOAD_PACE_MS (0: each
-# connection sends its next request as soon as the last is answered; N: it waits N ms first, so the
-# modes get about the same offered load, connections / (N ms + latency),
-# and their latencies compare at that load rather than at each one's
-# saturation), LOAD_SMOKE=1 (1 round of 2 s), LOAD_POOL
+# connection sends its next request as soon as the last is answered; N: it
+# waits N ms first, so the modes get about the same offered load,
+# connections / (N ms + latency), and their latencies compare at that load
+# rather than at each one's saturation), LOAD_SMOKE=1 (1 round of 2 s), LOAD_POOL
 # (deliveries in the pool; default: sized for this machine, at least
 # 50000), LOAD_DRAIN (60: seconds a queue mode may take to run what it
 # queued).
