@@ -63,6 +63,17 @@ struct Inner {
     value: OnceLock<serde_json::Value>,
 }
 
+/// The `action` `read` finds in `body` (a form, or JSON parsed strictly;
+/// none if it does not parse): what [`VerifiedWebhook::action`] answers
+/// for the same body.
+pub(crate) fn read_action(read: BodyFieldsFn, body: &[u8], form: bool) -> Option<String> {
+    if form {
+        return read(BodyRef::Form(body)).action;
+    }
+    let doc = Doc::parse(body).ok()?;
+    read(BodyRef::Json(doc.root())).action
+}
+
 /// Why the body has no JSON value (kept so the parse happens once).
 #[derive(Debug, Clone, Copy)]
 enum JsonFailure {
@@ -144,14 +155,20 @@ impl VerifiedWebhook {
         form: bool,
         attempt: u32,
         body: Bytes,
+        action_from: Option<BodyFieldsFn>,
     ) -> Self {
         let stored = |v: Option<String>| v.map_or(Source::Absent, |v| Source::Stored(v.into_boxed_str()));
+        // The id and event type are stored; the action is too, unless it
+        // was never read: then it is read from the body on first use,
+        // with the scheme's reader (`action_from`).
         let from_body = OnceLock::new();
-        let _ = from_body.set(BodyFields {
-            id: None,
-            event_type: None,
-            action,
-        });
+        if action_from.is_none() {
+            let _ = from_body.set(BodyFields {
+                id: None,
+                event_type: None,
+                action,
+            });
+        }
         Self {
             inner: Arc::new(Inner {
                 provider,
@@ -163,7 +180,7 @@ impl VerifiedWebhook {
                 form,
                 attempt: Some(attempt),
                 body,
-                body_fields: None,
+                body_fields: action_from,
                 event_type_member: None,
                 from_body,
                 doc: OnceLock::new(),
@@ -229,6 +246,18 @@ impl VerifiedWebhook {
     /// the event type for dispatch (`issues.opened`).
     pub fn action(&self) -> Option<&str> {
         self.body_fields().action.as_deref()
+    }
+
+    /// The body's `action` if it is known without reading the body
+    /// (`Ok`), else the scheme's reader that finds it (`Err`): a queue
+    /// stores the reader instead of parsing the body on the request's
+    /// path.
+    pub(crate) fn action_or_reader(&self) -> Result<Option<&str>, BodyFieldsFn> {
+        match (self.inner.from_body.get(), self.inner.body_fields) {
+            (Some(fields), _) => Ok(fields.action.as_deref()),
+            (None, None) => Ok(None),
+            (None, Some(read)) => Err(read),
+        }
     }
 
     fn field<'a>(&'a self, source: &'a Source, pick: fn(&BodyFields) -> Option<&str>) -> Option<&'a str> {

@@ -275,15 +275,10 @@ impl AckQueue {
                     ticket.settled.store(true, Ordering::Release);
                 }
                 shared.wake.notify_one();
-                let body = serde_json::json!({
-                    "status": "accepted",
-                    "id": hook.delivery_id(),
-                    "type": hook.event_type(),
-                });
                 let response = (
                     StatusCode::ACCEPTED,
                     [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-                    body.to_string(),
+                    accepted_body(hook.delivery_id(), hook.event_type()),
                 )
                     .into_response();
                 if observed {
@@ -608,6 +603,24 @@ impl Policy {
         let doublings = attempt.saturating_sub(1).min(20);
         self.backoff.saturating_mul(1u32 << doublings).min(MAX_BACKOFF)
     }
+}
+
+/// The 202's body: `{"status":"accepted","id":…,"type":…}`, written
+/// straight from the strings (no `serde_json::Value` built per delivery).
+fn accepted_body(id: Option<&str>, event_type: Option<&str>) -> String {
+    #[derive(serde::Serialize)]
+    struct Accepted<'a> {
+        status: &'static str,
+        id: Option<&'a str>,
+        #[serde(rename = "type")]
+        event_type: Option<&'a str>,
+    }
+    serde_json::to_string(&Accepted {
+        status: "accepted",
+        id,
+        event_type,
+    })
+    .unwrap_or_default()
 }
 
 async fn worker<S>(

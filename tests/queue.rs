@@ -123,6 +123,55 @@ async fn spawn(
     b.spawn(handler(runs)).unwrap()
 }
 
+/// GitHub's body `action` refines the event type for dispatch
+/// (`issues.opened`). Queuing does not parse the body for it (the 202's
+/// path stays light); the worker's handler finds it in the body, whether
+/// the delivery was kept in memory or stored and read back.
+async fn github_action_dispatches_after_the_queue(storage: Option<Arc<dyn QueueStorage>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let handler = {
+        let seen = seen.clone();
+        EventRouter::new().on("issues.opened", move |event: Event<Value>| {
+            let seen = seen.clone();
+            async move {
+                let number = event.data()["issue"]["number"].as_i64().unwrap_or(-1);
+                seen.lock()
+                    .unwrap()
+                    .push(format!("{} {number}", event.delivery_id().unwrap_or_default()));
+                Ok::<(), HandlerError>(())
+            }
+        })
+    };
+    let mut b = AckQueue::builder().workers(nz(1));
+    if let Some(storage) = storage {
+        b = b.storage(storage);
+    }
+    let (queue, handle) = b.spawn(handler).unwrap();
+    let verifier = Verifier::builder(Scheme::github())
+        .secret(SECRET)
+        .build()
+        .unwrap();
+    let router = Router::new().route("/webhooks/github", post_service(queue).layer(verifier.layer()));
+    let request = TestSigner::new(&Scheme::github(), SECRET)
+        .unwrap()
+        .id("gh-1")
+        .event_type("issues")
+        .request("/webhooks/github", r#"{"action":"opened","issue":{"number":7}}"#);
+    let (status, doc) = send(&router, request).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{doc}");
+    assert_eq!(doc, json!({"status": "accepted", "id": "gh-1", "type": "issues"}));
+    wait_for("issues.opened to run", || {
+        seen.lock().unwrap().as_slice() == ["gh-1 7"]
+    })
+    .await;
+    assert!(handle.shutdown(Duration::from_secs(10)).await);
+}
+
+#[tokio::test]
+async fn memory_queue_dispatches_on_the_body_action() {
+    github_action_dispatches_after_the_queue(None).await;
+}
+
 /// The behaviour every storage must show.
 async fn retries_dead_letters_and_requeue(
     storage: Option<Arc<dyn QueueStorage>>,
@@ -252,6 +301,13 @@ mod sqlite {
     /// A delivery accepted with 202 and never run (the process stopped)
     /// runs after a restart on the same file; its repeat stays a
     /// duplicate across the restart.
+    #[tokio::test]
+    async fn sqlite_queue_dispatches_on_the_body_action() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = SqliteState::open(dir.path().join("state.db")).unwrap();
+        super::github_action_dispatches_after_the_queue(Some(Arc::new(state.queue()))).await;
+    }
+
     #[tokio::test]
     async fn accepted_deliveries_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
 
 use crate::dedupe::{DedupeKey, LeaseToken, Retention, StoreError, StoreFuture};
-use crate::{Provider, VerifiedWebhook};
+use crate::delivery::read_action;
+use crate::scheme::BodyFieldsFn;
+use crate::{Provider, Scheme, VerifiedWebhook};
 
 /// Identifies a delivery inside its storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -261,6 +263,10 @@ pub struct Delivery {
     delivery_id: Option<String>,
     event_type: Option<String>,
     action: Option<String>,
+    /// Set while `action` has not been read: the scheme's reader, which
+    /// finds it in the body when the handler asks (so queuing a delivery
+    /// never parses its body only for that).
+    action_from: Option<BodyFieldsFn>,
     timestamp: Option<i64>,
     secret_index: u32,
     secret_label: Option<String>,
@@ -272,6 +278,10 @@ impl Delivery {
     /// Captures a verified request (its head and the verified delivery in
     /// its extensions).
     pub(crate) fn capture(uri: &Uri, headers: &HeaderMap, hook: &VerifiedWebhook, now_unix: i64) -> Self {
+        let (action, action_from) = match hook.action_or_reader() {
+            Ok(action) => (action.map(str::to_owned), None),
+            Err(read) => (None, Some(read)),
+        };
         let mut kept = HeaderMap::with_capacity(headers.len());
         for (name, value) in headers {
             if !HOP_BY_HOP.contains(&name.as_str()) {
@@ -287,7 +297,8 @@ impl Delivery {
             provider: hook.provider().clone(),
             delivery_id: hook.delivery_id().map(str::to_owned),
             event_type: hook.event_type().map(str::to_owned),
-            action: hook.action().map(str::to_owned),
+            action,
+            action_from,
             timestamp: hook.timestamp_unix(),
             secret_index: u32::try_from(hook.secret_index()).unwrap_or(u32::MAX),
             secret_label: hook.secret_label().map(str::to_owned),
@@ -346,6 +357,7 @@ impl Delivery {
             self.form,
             attempt,
             self.body.clone(),
+            self.action_from,
         );
         let mut req = Request::new(Body::from(self.body.clone()));
         *req.method_mut() = http::Method::POST;
@@ -370,7 +382,16 @@ impl Delivery {
         );
         put_opt(&mut out, self.delivery_id.as_deref());
         put_opt(&mut out, self.event_type.as_deref());
-        put_opt(&mut out, self.action.as_deref());
+        // An action not read yet is stored as none when `decode` finds the
+        // same reader by the provider's name (a built-in scheme), so it is
+        // read from the body when asked for, after the 202; otherwise it
+        // is read now.
+        let action = match self.action_from {
+            Some(_) if self.action_reader_by_name().is_some() => None,
+            Some(read) => read_action(read, &self.body, self.form),
+            None => self.action.clone(),
+        };
+        put_opt(&mut out, action.as_deref());
         match self.timestamp {
             Some(t) => {
                 out.push(1);
@@ -434,7 +455,7 @@ impl Delivery {
         if !r.rest.is_empty() {
             return Err(bad());
         }
-        Ok(Self {
+        let mut delivery = Self {
             uri,
             headers,
             body,
@@ -442,12 +463,29 @@ impl Delivery {
             delivery_id,
             event_type,
             action,
+            action_from: None,
             timestamp,
             secret_index,
             secret_label,
             form,
             received_at_unix,
-        })
+        };
+        if delivery.action.is_none() {
+            // Stored as none: absent, or not read yet (see `encode`); the
+            // body answers either way.
+            delivery.action_from = delivery.action_reader_by_name();
+        }
+        Ok(delivery)
+    }
+
+    /// The body-field reader of the built-in scheme this delivery's
+    /// provider names (none for custom schemes and for built-ins that
+    /// need configuration to be built).
+    fn action_reader_by_name(&self) -> Option<BodyFieldsFn> {
+        match self.provider {
+            Provider::Custom(_) => None,
+            _ => Scheme::named(self.provider.name())?.body_fields(),
+        }
     }
 }
 
@@ -554,6 +592,7 @@ mod tests {
             delivery_id: Some("d-1".into()),
             event_type: Some("push".into()),
             action: None,
+            action_from: None,
             timestamp: Some(-5),
             secret_index: 1,
             secret_label: Some("new".into()),
@@ -596,6 +635,52 @@ mod tests {
         longer.push(0);
         assert!(Delivery::decode(&longer).is_err());
         assert!(Delivery::decode(b"garbage").is_err());
+    }
+
+    #[test]
+    fn an_action_not_read_before_queuing_is_read_from_the_body_after() {
+        let scheme = Scheme::github();
+        let secret = "It's a Secret to Everybody";
+        let body = Bytes::from_static(br#"{"action":"opened","n":1}"#);
+        let headers = crate::test_util::TestSigner::new(&scheme, secret)
+            .expect("signer")
+            .headers(&body);
+        let verifier = crate::Verifier::builder(scheme)
+            .secret(secret)
+            .build()
+            .expect("verifier");
+        let hook = verifier.verify(&headers, body).expect("verified");
+        let uri: Uri = "/webhooks/github".parse().expect("uri");
+        let action = |d: &Delivery| {
+            let req = d.to_request(1);
+            let hook = req.extensions().get::<VerifiedWebhook>().expect("hook");
+            hook.action().map(str::to_owned)
+        };
+
+        let queued = Delivery::capture(&uri, &headers, &hook, 0);
+        assert_eq!(queued.action, None, "queuing parsed the body");
+        assert!(queued.action_from.is_some());
+        assert_eq!(action(&queued).as_deref(), Some("opened"), "in memory");
+        // Stored as none (a built-in scheme), read from the body after.
+        let stored = Delivery::decode(&queued.encode()).expect("decodes");
+        assert_eq!(stored.action, None);
+        assert_eq!(action(&stored).as_deref(), Some("opened"), "stored");
+        // A provider whose reader cannot be found by name: read when stored.
+        let custom = Delivery {
+            provider: Provider::Custom("hooks".into()),
+            ..queued
+        };
+        let stored = Delivery::decode(&custom.encode()).expect("decodes");
+        assert_eq!(stored.action.as_deref(), Some("opened"));
+        assert!(stored.action_from.is_none());
+        assert_eq!(action(&stored).as_deref(), Some("opened"));
+
+        // Already read before queuing: kept as it is.
+        assert_eq!(hook.action(), Some("opened"));
+        let read = Delivery::capture(&uri, &headers, &hook, 0);
+        assert_eq!(read.action.as_deref(), Some("opened"));
+        assert!(read.action_from.is_none());
+        assert_eq!(action(&read).as_deref(), Some("opened"));
     }
 
     #[test]
