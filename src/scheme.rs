@@ -438,6 +438,27 @@ impl Scheme {
         providers::NAMED.iter().map(|(name, _)| *name)
     }
 
+    /// The body-field reader of the scheme [`Scheme::named`] builds for
+    /// `name`, from a table built once (a stored queue delivery finds
+    /// it by its provider's name without building a scheme).
+    pub(crate) fn body_fields_named(name: &str) -> Option<BodyFieldsFn> {
+        const BUILT_IN: [&str; 9] = [
+            "stripe", "github", "standard", "slack", "shopify", "meta", "x", "discord", "sendgrid",
+        ];
+        static TABLE: std::sync::OnceLock<std::collections::HashMap<&'static str, BodyFieldsFn>> =
+            std::sync::OnceLock::new();
+        TABLE
+            .get_or_init(|| {
+                BUILT_IN
+                    .into_iter()
+                    .chain(Self::named_providers())
+                    .filter_map(|n| Some((n, Self::named(n)?.body_fields()?)))
+                    .collect()
+            })
+            .get(name)
+            .copied()
+    }
+
     /// A scheme described piece by piece; see [`CustomScheme`].
     pub fn custom(scheme: CustomScheme) -> Self {
         let provider = Provider::Custom(scheme.name().into());
@@ -568,7 +589,7 @@ pub(crate) struct SignInput<'a> {
 }
 
 /// Delivery id, event type and action found in a verified body.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct BodyFields {
     pub(crate) id: Option<String>,
     pub(crate) event_type: Option<String>,
@@ -1040,6 +1061,30 @@ pub(crate) fn value(text: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn body_fields_are_found_by_name_for_the_schemes_named_builds() {
+        let doc = crate::json::Doc::parse(br#"{"action":"opened","id":"evt_1","type":"t.x"}"#).unwrap();
+        let read = |name: &str| Scheme::body_fields_named(name).map(|f| f(BodyRef::Json(doc.root())));
+        assert_eq!(read("github").unwrap().action.as_deref(), Some("opened"));
+        let stripe = read("stripe").unwrap();
+        assert_eq!((stripe.id.as_deref(), stripe.action), (Some("evt_1"), None));
+        // No body fields, a scheme that needs a URL, an unknown name.
+        assert!(read("shopify").is_none());
+        assert!(Scheme::named("square").is_none() && read("square").is_none());
+        assert!(read("no-such-provider").is_none());
+        // Every name agrees with the scheme `named` builds.
+        for name in [
+            "stripe", "github", "standard", "slack", "shopify", "meta", "x", "discord", "sendgrid",
+        ]
+        .into_iter()
+        .chain(Scheme::named_providers())
+        {
+            let built = Scheme::named(name).and_then(|s| s.body_fields());
+            assert_eq!(built.map(|f| f(BodyRef::Json(doc.root()))), read(name), "{name}");
+        }
+    }
 
     #[test]
     #[allow(clippy::unwrap_used)]

@@ -484,7 +484,7 @@ impl Delivery {
     fn action_reader_by_name(&self) -> Option<BodyFieldsFn> {
         match self.provider {
             Provider::Custom(_) => None,
-            _ => Scheme::named(self.provider.name())?.body_fields(),
+            _ => Scheme::body_fields_named(self.provider.name()),
         }
     }
 }
