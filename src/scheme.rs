@@ -405,21 +405,13 @@ impl Scheme {
     /// `sendgrid` and every name in [`Scheme::named_providers`] but those
     /// that sign a URL (see [`Scheme::named_with_url`]).
     pub fn named(name: &str) -> Option<Self> {
-        Some(match name {
-            "stripe" => Self::stripe(),
-            "github" => Self::github(),
-            "standard" => Self::standard_webhooks(),
-            "slack" => Self::slack(),
-            "shopify" => Self::shopify(),
-            "meta" => Self::meta(),
-            "x" => Self::x(),
-            "discord" => Self::discord(),
-            "sendgrid" => Self::sendgrid(),
-            other => match providers::find(other)?.1 {
-                providers::Make::Plain(make) => make(),
-                providers::Make::Url(_) => return None,
-            },
-        })
+        if let Some((_, make)) = BUILT_IN.iter().find(|(n, _)| *n == name) {
+            return Some(make());
+        }
+        match providers::find(name)?.1 {
+            providers::Make::Plain(make) => Some(make()),
+            providers::Make::Url(_) => None,
+        }
     }
 
     /// [`Scheme::named`], also for the providers that sign the URL they
@@ -442,15 +434,13 @@ impl Scheme {
     /// `name`, from a table built once (a stored queue delivery finds
     /// it by its provider's name without building a scheme).
     pub(crate) fn body_fields_named(name: &str) -> Option<BodyFieldsFn> {
-        const BUILT_IN: [&str; 9] = [
-            "stripe", "github", "standard", "slack", "shopify", "meta", "x", "discord", "sendgrid",
-        ];
         static TABLE: std::sync::OnceLock<std::collections::HashMap<&'static str, BodyFieldsFn>> =
             std::sync::OnceLock::new();
         TABLE
             .get_or_init(|| {
                 BUILT_IN
-                    .into_iter()
+                    .iter()
+                    .map(|(name, _)| *name)
                     .chain(Self::named_providers())
                     .filter_map(|n| Some((n, Self::named(n)?.body_fields()?)))
                     .collect()
@@ -606,6 +596,23 @@ pub(crate) enum BodyRef<'a> {
 }
 
 pub(crate) type BodyFieldsFn = fn(BodyRef<'_>) -> BodyFields;
+
+/// Builds a scheme that needs nothing but its secrets.
+type BuildScheme = fn() -> Scheme;
+
+/// The built-in schemes [`Scheme::named`] builds that have a variant of
+/// their own in [`Provider`], by name.
+const BUILT_IN: [(&str, BuildScheme); 9] = [
+    ("stripe", Scheme::stripe),
+    ("github", Scheme::github),
+    ("standard", Scheme::standard_webhooks),
+    ("slack", Scheme::slack),
+    ("shopify", Scheme::shopify),
+    ("meta", Scheme::meta),
+    ("x", Scheme::x),
+    ("discord", Scheme::discord),
+    ("sendgrid", Scheme::sendgrid),
+];
 
 /// Meta: the event type is the body's `object` (`page`, `instagram`,
 /// `whatsapp_business_account`, …).
@@ -1030,21 +1037,19 @@ pub(crate) fn base64_tag(raw: &[u8]) -> Option<[u8; MAC_LEN]> {
     let mut tag = [0u8; MAC_LEN];
     // Any character outside the alphabet sets bits above the sixth.
     let mut outside = 0u32;
-    // Ten groups of four characters are thirty bytes.
-    for (out, group) in tag.chunks_exact_mut(3).zip(raw.chunks_exact(4)) {
-        let bits = group.iter().fold(0u32, |acc, &c| {
+    let mut sextets = |chars: &[u8]| {
+        chars.iter().fold(0u32, |acc, &c| {
             let v = value(c);
             outside |= v;
             (acc << 6) | (v & 0x3F)
-        });
-        out.copy_from_slice(&bits.to_be_bytes()[1..]);
+        })
+    };
+    // Ten groups of four characters are thirty bytes.
+    for (out, group) in tag.chunks_exact_mut(3).zip(raw.chunks_exact(4)) {
+        out.copy_from_slice(&sextets(group).to_be_bytes()[1..]);
     }
     // The last three characters hold the last two bytes and two zero bits.
-    let bits = raw[40..43].iter().fold(0u32, |acc, &c| {
-        let v = value(c);
-        outside |= v;
-        (acc << 6) | (v & 0x3F)
-    });
+    let bits = sextets(&raw[40..43]);
     if outside > 0x3F || bits & 0b11 != 0 || raw[43] != b'=' {
         return None;
     }
@@ -1106,12 +1111,7 @@ mod tests {
         assert!(Scheme::named("square").is_none() && read("square").is_none());
         assert!(read("no-such-provider").is_none());
         // Every name agrees with the scheme `named` builds.
-        for name in [
-            "stripe", "github", "standard", "slack", "shopify", "meta", "x", "discord", "sendgrid",
-        ]
-        .into_iter()
-        .chain(Scheme::named_providers())
-        {
+        for name in BUILT_IN.iter().map(|(n, _)| *n).chain(Scheme::named_providers()) {
             let built = Scheme::named(name).and_then(|s| s.body_fields());
             assert_eq!(built.map(|f| f(BodyRef::Json(doc.root()))), read(name), "{name}");
         }
