@@ -403,6 +403,7 @@ pub fn json_schema(data: &[u8]) {
             typed_agrees::<typed::Adjacent>(data);
             typed_agrees::<typed::Loose>(data);
             typed_agrees::<typed::Flattened>(data);
+            typed_agrees::<typed::Strict>(data);
             typed_agrees::<std::collections::BTreeMap<i64, Vec<Option<u16>>>>(data);
         }
         Err(RejectionKind::InvalidJson) => {}
