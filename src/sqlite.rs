@@ -34,7 +34,12 @@
 //! transaction while the disk works. Checkpoints (copying the WAL into the
 //! database file, fsynced) run on a connection and thread of their own
 //! every 3 ms while commits come (up to 24 ms apart when idle), so no
-//! commit waits for one. If an fsync fails, the kernel
+//! commit waits for one. SQLite writes the WAL from its beginning again
+//! only when a transaction starts with every frame copied, which
+//! checkpoints running beside a steady stream of commits never leave; so
+//! once the WAL holds 1 024 frames (4 MiB), the writer thread checkpoints
+//! the few frames left between two of its transactions, and the WAL
+//! starts again instead of growing. If an fsync fails, the kernel
 //! may have dropped what it could not write, so nothing written since can
 //! be trusted: every operation fails (503) from then on, and the error is
 //! logged, until the process restarts and SQLite recovers the file.
@@ -129,8 +134,9 @@
 //! - **File**: optionally capped with
 //!   [`max_file_size`](SqliteStateBuilder::max_file_size); a full file (or
 //!   a full disk) fails writes with a [`StoreError`], never silently.
-//! - **WAL**: checkpointed automatically, its file truncated to 64 MiB
-//!   after a checkpoint.
+//! - **WAL**: checkpointed every few milliseconds and started again from
+//!   its beginning at about 4 MiB; its file is truncated to 64 MiB after a
+//!   checkpoint if it ever grew past that.
 //!
 //! # Time
 //!
