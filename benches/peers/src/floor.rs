@@ -56,8 +56,9 @@ pub fn run(args: &[&str]) -> Result<(), String> {
     ));
     println!("sqlite-floor: {deliveries} deliveries of {ROW_BYTES} bytes, batches of {batch}, one thread");
     for fsync in [false, true] {
-        let (cpu, wall) = measure(&path, batch, deliveries, fsync).map_err(|e| format!("{e}"))?;
+        let measured = measure(&path, batch, deliveries, fsync);
         remove(&path);
+        let (cpu, wall) = measured?;
         let per = |ns: u128| ns as f64 / deliveries as f64 / 1000.0;
         println!(
             "  {:<9} CPU {:6.2} us, wall {:6.2} us per delivery (insert, then delete)",
@@ -78,55 +79,60 @@ fn remove(path: &Path) {
 }
 
 /// CPU and wall nanoseconds for `deliveries` inserted and deleted.
-fn measure(path: &Path, batch: usize, deliveries: usize, fsync: bool) -> rusqlite::Result<(u128, u128)> {
+fn measure(path: &Path, batch: usize, deliveries: usize, fsync: bool) -> Result<(u128, u128), String> {
     remove(path);
-    let conn = Connection::open(path)?;
+    let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let sql = |e: rusqlite::Error| format!("SQLite: {e}");
     conn.execute_batch(&format!(
         "PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; PRAGMA synchronous = {};
          CREATE TABLE jobs (id INTEGER PRIMARY KEY, delivery BLOB NOT NULL);",
         if fsync { "NORMAL" } else { "OFF" }
-    ))?;
+    ))
+    .map_err(sql)?;
     let mut wal_path = path.as_os_str().to_owned();
     wal_path.push("-wal");
     let wal = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(PathBuf::from(wal_path))
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        .map_err(|e| format!("cannot open the WAL file: {e}"))?;
     let row = vec![0x5a_u8; ROW_BYTES];
-    let (cpu0, wall0) = (thread_cpu_ns(), Instant::now());
+    let (cpu0, wall0) = (thread_cpu_ns()?, Instant::now());
     let (mut inserted, mut deleted) = (0usize, 0i64);
     while inserted < deliveries {
         let n = batch.min(deliveries - inserted);
-        conn.execute_batch("BEGIN IMMEDIATE")?;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
         for _ in 0..n {
-            conn.prepare_cached("INSERT INTO jobs (delivery) VALUES (?1)")?
-                .execute(params![row])?;
+            conn.prepare_cached("INSERT INTO jobs (delivery) VALUES (?1)")
+                .and_then(|mut stmt| stmt.execute(params![row]))
+                .map_err(sql)?;
         }
-        conn.execute_batch("COMMIT")?;
+        conn.execute_batch("COMMIT").map_err(sql)?;
         if fsync {
-            wal.sync_data()
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            wal.sync_data().map_err(|e| format!("fsync of the WAL: {e}"))?;
         }
         inserted += n;
-        conn.execute_batch("BEGIN IMMEDIATE")?;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
         for _ in 0..n {
             deleted += 1;
-            conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?
-                .execute([deleted])?;
+            conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute([deleted]))
+                .map_err(sql)?;
         }
-        conn.execute_batch("COMMIT")?;
+        conn.execute_batch("COMMIT").map_err(sql)?;
     }
     let wall = wall0.elapsed().as_nanos();
-    let cpu = thread_cpu_ns().saturating_sub(cpu0);
+    let cpu = thread_cpu_ns()?.saturating_sub(cpu0);
     Ok((cpu, wall))
 }
 
 /// This thread's time on a CPU so far, in nanoseconds (the first field of
-/// `/proc/thread-self/schedstat`; 0 where it cannot be read).
-fn thread_cpu_ns() -> u128 {
+/// `/proc/thread-self/schedstat`, which Linux keeps).
+fn thread_cpu_ns() -> Result<u128, String> {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+        .ok_or_else(|| {
+            "cannot read this thread's CPU time from /proc/thread-self/schedstat (Linux only)".to_owned()
+        })
 }
