@@ -8,6 +8,9 @@
 //!   the body, for Standard Webhooks `id.ts.` then the body…), then
 //!   `verify_slice` (constant time) against the tag. No header parsing, no
 //!   clock, nothing else.
+//! - `minimal` (the five built-in HMAC schemes): a verifier written for
+//!   that scheme alone with the crate's checks and no result to hand over
+//!   (`minimal/mod.rs`): what any verifier that checks as much must spend.
 //! - `webhook_guard`: `Verifier::verify(&headers, body)` with that scheme,
 //!   the real clock and the default tolerance, returning the
 //!   `VerifiedWebhook` (dropped inside the timing).
@@ -41,6 +44,8 @@ use http::HeaderMap;
 use sha2::Sha256;
 use webhook_guard::test_util::TestSigner;
 use webhook_guard::{Scheme, Verifier};
+
+mod minimal;
 
 const SIZES: [(usize, &str); 4] = [
     (256, "256B"),
@@ -178,6 +183,46 @@ fn add_request_headers(headers: &mut HeaderMap, len: usize) {
     );
 }
 
+/// The minimal verifier accepts the delivery, reads what the crate reads
+/// from its headers, and refuses it with one body bit flipped or with a
+/// stale timestamp's headers.
+fn check_minimal(
+    minimal: minimal::Minimal,
+    keyed: &minimal::Key,
+    headers: &HeaderMap,
+    body: &Bytes,
+    name: &str,
+) {
+    let accepted = minimal(keyed, headers, body).expect("the minimal verifier accepts the delivery");
+    assert_eq!(accepted.body, body);
+    let header_id = matches!(name, "github" | "standard" | "shopify");
+    assert_eq!(accepted.id.is_some(), header_id, "{name}: the id header read");
+    assert_eq!(
+        accepted.event_type.is_some(),
+        matches!(name, "github" | "shopify")
+    );
+    let timestamped = matches!(name, "stripe" | "standard" | "slack");
+    assert_eq!(accepted.timestamp.is_some(), timestamped);
+    let mut flipped = body.to_vec();
+    flipped[body.len() / 2] ^= 1;
+    assert!(
+        minimal(keyed, headers, &Bytes::from(flipped)).is_none(),
+        "{name}: a changed body is refused"
+    );
+    if timestamped {
+        let scheme = cases().into_iter().find(|c| c.name == name).unwrap();
+        let stale = TestSigner::new(&scheme.scheme, scheme.secret)
+            .unwrap()
+            .timestamp(now() - 3600)
+            .id(ID)
+            .headers(body);
+        assert!(
+            minimal(keyed, &stale, body).is_none(),
+            "{name}: a stale delivery is refused"
+        );
+    }
+}
+
 fn bench_svix(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, body: &Bytes, t: i64) {
     let signer = TestSigner::new(&Scheme::standard_webhooks(), STANDARD_SECRET)
         .unwrap()
@@ -233,6 +278,12 @@ fn verify(c: &mut Criterion) {
                     mac.verify_slice(black_box(&tag)).unwrap()
                 });
             });
+            if let Some(minimal) = minimal::of(case.name) {
+                check_minimal(minimal, &keyed, &headers, &body, case.name);
+                group.bench_function("minimal", |b| {
+                    b.iter(|| minimal(&keyed, black_box(&headers), black_box(&body)));
+                });
+            }
             group.bench_function("webhook_guard", |b| {
                 b.iter(|| verifier.verify(black_box(&headers), body.clone()).unwrap());
             });
