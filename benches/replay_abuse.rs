@@ -17,7 +17,8 @@
 //!   every measured call takes the allow path (each result is checked).
 //! - `pipeline/<github|standard>/1KiB`: over the same 1 KiB body, a raw
 //!   HMAC-SHA256 of the bytes the scheme signs (`Hmac<Sha256>` pre-keyed,
-//!   cloned, `verify_slice`), `Verifier::verify`, and verify + rate limit +
+//!   cloned, `verify_slice`), `Verifier::verify`, the dedupe key alone
+//!   (`dedupe_key`), and verify + rate limit +
 //!   dedupe (the rate limiter's check, the verify, the dedupe key derived
 //!   as the layer does — a SHA-256 of the body for GitHub, of the signed
 //!   `webhook-id` for Standard Webhooks —, a fresh lease token and a
@@ -475,10 +476,27 @@ fn pipeline(c: &mut Criterion) {
             });
         });
 
+        // The dedupe key alone, derived as the layer derives it: what the
+        // pipeline adds over the verify before it touches the store (for
+        // GitHub a second SHA-256 pass over the body).
+        let signs_id = name == "standard";
+        let id = headers
+            .get("webhook-id")
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default();
+        group.bench_function("dedupe_key", |b| {
+            b.iter(|| {
+                if signs_id {
+                    DedupeKey::from_id(black_box("ns"), black_box(&id))
+                } else {
+                    DedupeKey::from_body(black_box("ns"), black_box(&body))
+                }
+            });
+        });
+
         // The limiter's check, the verify, the dedupe key the layer derives
         // (the body's SHA-256 for GitHub, the signed id for Standard
         // Webhooks), a lease token and a MemoryStore claim + complete.
-        let signs_id = name == "standard";
         group.bench_function("verify+rate_limit+dedupe", |b| {
             b.iter_batched(
                 || {
