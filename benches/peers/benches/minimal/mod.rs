@@ -96,6 +96,23 @@ fn fresh(at: i64) -> bool {
         .is_some_and(|skew| skew.abs() <= TOLERANCE_SECS)
 }
 
+/// The body and what was read, if `ok`.
+#[inline(always)]
+fn accept<'h>(
+    ok: bool,
+    body: &Bytes,
+    id: Option<&'h [u8]>,
+    event_type: Option<&'h [u8]>,
+    timestamp: Option<i64>,
+) -> Option<Accepted<'h>> {
+    ok.then(|| Accepted {
+        body: body.clone(),
+        id,
+        event_type,
+        timestamp,
+    })
+}
+
 #[inline(always)]
 fn hex_tag(raw: &[u8]) -> Option<[u8; 32]> {
     let mut tag = [0u8; 32];
@@ -156,16 +173,25 @@ const GITHUB_EVENT: HeaderName = HeaderName::from_static("x-github-event");
 #[inline(never)]
 fn github<'h>(key: &Key, headers: &'h HeaderMap, body: &Bytes) -> Option<Accepted<'h>> {
     let raw = once(headers, &GITHUB_SIGNATURE)?;
+    let tag = hex_tag(raw.strip_prefix(b"sha256=")?)?;
+    untimed(key, headers, body, tag, [&GITHUB_DELIVERY, &GITHUB_EVENT])
+}
+
+/// GitHub and Shopify: one tag over the body alone, the id and event type
+/// in headers of their own, no timestamp.
+#[inline(always)]
+fn untimed<'h>(
+    key: &Key,
+    headers: &'h HeaderMap,
+    body: &Bytes,
+    tag: [u8; 32],
+    [id, event_type]: [&HeaderName; 2],
+) -> Option<Accepted<'h>> {
     let mut tags = Tags::new();
-    tags.push(hex_tag(raw.strip_prefix(b"sha256=")?)?)?;
-    let id = once(headers, &GITHUB_DELIVERY);
-    let event_type = once(headers, &GITHUB_EVENT);
-    tags.check(key, &[body]).then(|| Accepted {
-        body: body.clone(),
-        id,
-        event_type,
-        timestamp: None,
-    })
+    tags.push(tag)?;
+    let id = once(headers, id);
+    let event_type = once(headers, event_type);
+    accept(tags.check(key, &[body]), body, id, event_type, None)
 }
 
 const STRIPE_SIGNATURE: HeaderName = HeaderName::from_static("stripe-signature");
@@ -186,13 +212,14 @@ fn stripe<'h>(key: &Key, headers: &'h HeaderMap, body: &Bytes) -> Option<Accepte
     }
     let t = t?;
     let at = timestamp(t)?;
-    (fresh(at) && tags.check(key, &[t, b".", body])).then(|| Accepted {
-        body: body.clone(),
-        // Stripe's id and type are in the body.
-        id: None,
-        event_type: None,
-        timestamp: Some(at),
-    })
+    // Stripe's id and type are in the body.
+    accept(
+        fresh(at) && tags.check(key, &[t, b".", body]),
+        body,
+        None,
+        None,
+        Some(at),
+    )
 }
 
 const STANDARD_ID: HeaderName = HeaderName::from_static("webhook-id");
@@ -211,12 +238,13 @@ fn standard<'h>(key: &Key, headers: &'h HeaderMap, body: &Bytes) -> Option<Accep
             tags.push(base64_tag(encoded)?)?;
         }
     }
-    (fresh(at) && tags.check(key, &[id, b".", t, b".", body])).then(|| Accepted {
-        body: body.clone(),
-        id: Some(id),
-        event_type: None,
-        timestamp: Some(at),
-    })
+    accept(
+        fresh(at) && tags.check(key, &[id, b".", t, b".", body]),
+        body,
+        Some(id),
+        None,
+        Some(at),
+    )
 }
 
 const SLACK_SIGNATURE: HeaderName = HeaderName::from_static("x-slack-signature");
@@ -229,12 +257,13 @@ fn slack<'h>(key: &Key, headers: &'h HeaderMap, body: &Bytes) -> Option<Accepted
     let at = timestamp(t)?;
     let mut tags = Tags::new();
     tags.push(hex_tag(raw.strip_prefix(b"v0=")?)?)?;
-    (fresh(at) && tags.check(key, &[b"v0:", t, b":", body])).then(|| Accepted {
-        body: body.clone(),
-        id: None,
-        event_type: None,
-        timestamp: Some(at),
-    })
+    accept(
+        fresh(at) && tags.check(key, &[b"v0:", t, b":", body]),
+        body,
+        None,
+        None,
+        Some(at),
+    )
 }
 
 const SHOPIFY_SIGNATURE: HeaderName = HeaderName::from_static("x-shopify-hmac-sha256");
@@ -243,15 +272,6 @@ const SHOPIFY_TOPIC: HeaderName = HeaderName::from_static("x-shopify-topic");
 
 #[inline(never)]
 fn shopify<'h>(key: &Key, headers: &'h HeaderMap, body: &Bytes) -> Option<Accepted<'h>> {
-    let raw = once(headers, &SHOPIFY_SIGNATURE)?;
-    let mut tags = Tags::new();
-    tags.push(base64_tag(raw)?)?;
-    let id = once(headers, &SHOPIFY_ID);
-    let event_type = once(headers, &SHOPIFY_TOPIC);
-    tags.check(key, &[body]).then(|| Accepted {
-        body: body.clone(),
-        id,
-        event_type,
-        timestamp: None,
-    })
+    let tag = base64_tag(once(headers, &SHOPIFY_SIGNATURE)?)?;
+    untimed(key, headers, body, tag, [&SHOPIFY_ID, &SHOPIFY_TOPIC])
 }
