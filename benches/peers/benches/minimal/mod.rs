@@ -177,6 +177,20 @@ fn github<'h>(key: &Key, headers: &'h HeaderMap, body: &Bytes) -> Option<Accepte
     untimed(key, headers, body, tag, [&GITHUB_DELIVERY, &GITHUB_EVENT])
 }
 
+/// Stripe, Standard Webhooks and Slack: fresh, and one of the tags over
+/// `pieces`.
+#[inline(always)]
+fn timed<'h>(
+    key: &Key,
+    tags: &Tags,
+    at: i64,
+    pieces: &[&[u8]],
+    body: &Bytes,
+    id: Option<&'h [u8]>,
+) -> Option<Accepted<'h>> {
+    accept(fresh(at) && tags.check(key, pieces), body, id, None, Some(at))
+}
+
 /// GitHub and Shopify: one tag over the body alone, the id and event type
 /// in headers of their own, no timestamp.
 #[inline(always)]
@@ -213,13 +227,7 @@ fn stripe<'h>(key: &Key, headers: &'h HeaderMap, body: &Bytes) -> Option<Accepte
     let t = t?;
     let at = timestamp(t)?;
     // Stripe's id and type are in the body.
-    accept(
-        fresh(at) && tags.check(key, &[t, b".", body]),
-        body,
-        None,
-        None,
-        Some(at),
-    )
+    timed(key, &tags, at, &[t, b".", body], body, None)
 }
 
 const STANDARD_ID: HeaderName = HeaderName::from_static("webhook-id");
@@ -238,13 +246,7 @@ fn standard<'h>(key: &Key, headers: &'h HeaderMap, body: &Bytes) -> Option<Accep
             tags.push(base64_tag(encoded)?)?;
         }
     }
-    accept(
-        fresh(at) && tags.check(key, &[id, b".", t, b".", body]),
-        body,
-        Some(id),
-        None,
-        Some(at),
-    )
+    timed(key, &tags, at, &[id, b".", t, b".", body], body, Some(id))
 }
 
 const SLACK_SIGNATURE: HeaderName = HeaderName::from_static("x-slack-signature");
@@ -257,13 +259,7 @@ fn slack<'h>(key: &Key, headers: &'h HeaderMap, body: &Bytes) -> Option<Accepted
     let at = timestamp(t)?;
     let mut tags = Tags::new();
     tags.push(hex_tag(raw.strip_prefix(b"v0=")?)?)?;
-    accept(
-        fresh(at) && tags.check(key, &[b"v0:", t, b":", body]),
-        body,
-        None,
-        None,
-        Some(at),
-    )
+    timed(key, &tags, at, &[b"v0:", t, b":", body], body, None)
 }
 
 const SHOPIFY_SIGNATURE: HeaderName = HeaderName::from_static("x-shopify-hmac-sha256");
